@@ -1,0 +1,66 @@
+"""Arquivo: the persistence layer for AI assistants and agents.
+
+Preferences, conversations, metrics, agents, human-in-the-loop decisions and RAG
+knowledge in one database (SQLite by default, PostgreSQL in production), with
+migrations, backups and repair built in.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from arquivo.compat import get_db_session
+from arquivo.errors import (
+    ArquivoError,
+    ConfigurationError,
+    ConflictError,
+    CorruptDatabaseError,
+    DatabaseUnavailableError,
+    DuplicateError,
+    MigrationError,
+    MissingDependencyError,
+    NotFoundError,
+    SchemaOutOfDateError,
+    SchemaTooNewError,
+    StorageFullError,
+    ValidationError,
+)
+from arquivo.models import (
+    Agent,
+    ConversationHistory,
+    HITLAction,
+    HITLSession,
+    SystemMetric,
+    UserPreference,
+)
+from arquivo.settings import Settings
+from arquivo.store import Arquivo
+
+try:
+    __version__ = version("arquivo")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Agent",
+    "Arquivo",
+    "ArquivoError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConversationHistory",
+    "CorruptDatabaseError",
+    "DatabaseUnavailableError",
+    "DuplicateError",
+    "HITLAction",
+    "HITLSession",
+    "MigrationError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "SchemaOutOfDateError",
+    "SchemaTooNewError",
+    "Settings",
+    "StorageFullError",
+    "SystemMetric",
+    "UserPreference",
+    "ValidationError",
+    "__version__",
+    "get_db_session",
+]

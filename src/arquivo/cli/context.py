@@ -1,0 +1,64 @@
+"""What every command shares: settings from the global options, output, error display."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from arquivo.db.engine import create_engine, ping
+from arquivo.errors import ArquivoError
+from arquivo.settings import Settings
+
+__all__ = ["CliState", "err_console", "out_console", "print_json", "render_error"]
+
+out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class CliState:
+    """Options given before the command (``arquivo --url ... db info``)."""
+
+    url: str | None = None
+
+    def settings(self) -> Settings:
+        """Settings from the environment and ``.env``, with ``--url`` winning."""
+        return Settings.load(database_url=self.url)
+
+    @contextmanager
+    def engine(self) -> Iterator[Engine]:
+        """An engine on the configured database, checked reachable, disposed after."""
+        settings = self.settings()
+        engine = create_engine(settings.database_url, settings)
+        try:
+            ping(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def state(ctx: typer.Context) -> CliState:
+    """The :class:`CliState` of the running command."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+def print_json(value: Any) -> None:
+    """Print a value as JSON on stdout, for scripts."""
+    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def render_error(exc: ArquivoError) -> None:
+    """Show an Arquivo error to a person: the message, then the hint."""
+    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)

@@ -1,0 +1,155 @@
+"""``arquivo db``: schema migrations and a look inside the database."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from arquivo.cli.context import out_console, print_json, state
+from arquivo.db import migrate
+from arquivo.db.dialects import get_dialect, translate_errors
+from arquivo.db.urls import hide_password
+from arquivo.errors import MigrationError
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Schema migrations and a look inside the database.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    with state(ctx).engine() as engine:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, revision)
+        after = migrate.current_revision(engine)
+    if before == after:
+        typer.echo(f"already at {after}")
+    else:
+        typer.echo(f"upgraded {before or 'empty database'} -> {after}")
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision: an id, -1, -2... or base.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Revert migrations down to REVISION. Reverting drops the data of removed tables."""
+    with state(ctx).engine() as engine:
+        before = migrate.current_revision(engine)
+        if not yes:
+            typer.confirm(
+                f"Downgrade {hide_password(engine.url)} from {before} to {revision}? "
+                "Tables and columns that the reverted revisions added are dropped with "
+                "their data",
+                abort=True,
+            )
+        migrate.downgrade(engine, revision)
+        after = migrate.current_revision(engine)
+    typer.echo(f"downgraded {before or 'empty database'} -> {after or 'base'}")
+
+
+@app.command()
+def current(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Show the revision the database is at."""
+    with state(ctx).engine() as engine:
+        revision = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    if json:
+        print_json({"current": revision, "head": head, "up_to_date": revision == head})
+        return
+    note = "(head)" if revision == head else f"(head is {head}: run `arquivo db upgrade`)"
+    typer.echo(f"{revision or 'base (no Arquivo schema)'} {note}")
+
+
+@app.command()
+def history(json: JsonOption = False) -> None:
+    """List the shipped migrations, newest first."""
+    revisions = migrate.history()
+    if json:
+        print_json([r.__dict__ for r in revisions])
+        return
+    for rev in revisions:
+        head = " (head)" if rev.is_head else ""
+        typer.echo(f"{rev.down_revision or '<base>'} -> {rev.id}{head}, {rev.message}")
+
+
+@app.command()
+def revision(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Option("--message", "-m", help="What the revision does.")],
+    autogenerate: Annotated[
+        bool, typer.Option("--autogenerate", help="Fill it with the models' differences.")
+    ] = False,
+) -> None:
+    """Write a new migration script into the package (for Arquivo's developers)."""
+    with state(ctx).engine() as engine:
+        path = migrate.revision(engine, message, autogenerate=autogenerate)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Verify that the database schema matches the models (exit 1 if not)."""
+    with state(ctx).engine() as engine:
+        diffs = migrate.check(engine)
+    if diffs:
+        raise MigrationError(
+            "the database schema differs from the models:\n  " + "\n  ".join(diffs),
+            hint="run `arquivo db upgrade`; if it is at head, a migration is missing",
+        )
+    typer.echo("the database schema matches the models")
+
+
+@app.command()
+def tables(ctx: typer.Context, json: JsonOption = False) -> None:
+    """List the database's tables with their row counts."""
+    with state(ctx).engine() as engine, translate_errors(engine.dialect.name):
+        names = sorted(sa.inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            counts = {
+                name: connection.execute(
+                    sa.select(sa.func.count()).select_from(sa.table(name))
+                ).scalar_one()
+                for name in names
+            }
+    if json:
+        print_json([{"table": name, "rows": rows} for name, rows in counts.items()])
+        return
+    table = Table("table", "rows", title="Tables")
+    for name, rows in counts.items():
+        table.add_row(name, str(rows))
+    out_console.print(table)
+
+
+@app.command()
+def info(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Show the database URL (password hidden), engine, revision and size."""
+    with state(ctx).engine() as engine:
+        revision = migrate.current_revision(engine)
+        version = engine.dialect.server_version_info
+        details: dict[str, Any] = {
+            "url": hide_password(engine.url),
+            "dialect": engine.dialect.name,
+            "server_version": ".".join(str(part) for part in version or ()),
+            "revision": revision,
+            "head": migrate.head_revision(),
+            "up_to_date": revision == migrate.head_revision(),
+            "size_bytes": get_dialect(engine.dialect.name).database_size(engine),
+        }
+    if json:
+        print_json(details)
+        return
+    table = Table(show_header=False, title="Arquivo database")
+    for key, value in details.items():
+        table.add_row(key, "" if value is None else str(value))
+    out_console.print(table)

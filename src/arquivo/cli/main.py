@@ -1,0 +1,75 @@
+"""The root of the ``arquivo`` command and its error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from arquivo.cli import db as db_commands
+from arquivo.cli.context import CliState, err_console, render_error
+from arquivo.errors import ArquivoError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="arquivo",
+    help="Arquivo: everything an AI agent app must not lose, in one database.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(db_commands.app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from arquivo import __version__
+
+        typer.echo(f"arquivo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            "-u",
+            help="Database URL; overrides DATABASE_URL (default sqlite:///./data/arquivo.db).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Arquivo: everything an AI agent app must not lose, in one database."""
+    ctx.obj = CliState(url=url)
+
+
+def main() -> None:
+    """Entry point of the ``arquivo`` console script."""
+    try:
+        app()
+    except ArquivoError as exc:
+        render_error(exc)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # the CLI's top: a person never sees a raw traceback
+        if os.environ.get("ARQUIVO_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", highlight=False
+        )
+        err_console.print("[yellow]hint:[/] rerun with ARQUIVO_DEBUG=1 for the traceback")
+        sys.exit(2)

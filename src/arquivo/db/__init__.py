@@ -1,0 +1,1 @@
+"""Database plumbing: URLs, engines, portable column types, dialect differences, migrations."""

@@ -1,0 +1,113 @@
+"""PostgreSQL through psycopg 3: a sized pool, pre-ping, timeouts, advisory locks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from arquivo.db.dialects.base import DialectSupport
+from arquivo.errors import (
+    ArquivoError,
+    ConfigurationError,
+    ConflictError,
+    DatabaseUnavailableError,
+    DuplicateError,
+    MissingDependencyError,
+    StorageFullError,
+    ValidationError,
+)
+from arquivo.settings import Settings
+
+__all__ = ["MIGRATION_LOCK_KEY", "PostgresSupport"]
+
+# pg_advisory_xact_lock key shared by every process migrating an Arquivo schema
+# (the bytes of "arquivo" read as a big-endian integer; any fixed bigint would do).
+MIGRATION_LOCK_KEY = int.from_bytes(b"arquivo", "big")
+
+
+class PostgresSupport(DialectSupport):
+    """PostgreSQL 13+ with the psycopg 3 driver."""
+
+    name = "postgresql"
+
+    def prepare(self, url: URL) -> None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "PostgreSQL needs the psycopg driver, which is not installed",
+                hint="pip install 'arquivo[postgres]'",
+            ) from exc
+
+    def engine_options(self, url: URL, settings: Settings) -> dict[str, Any]:
+        connect_args: dict[str, Any] = {
+            "connect_timeout": settings.connect_timeout_s,
+            "application_name": "arquivo",
+        }
+        if settings.statement_timeout_ms:
+            connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+        return {
+            "pool_size": settings.pool_size,
+            "max_overflow": settings.max_overflow,
+            "pool_timeout": settings.pool_timeout_s,
+            # A server restart or an idle-connection reaper must not surface as an
+            # error on the next request; recycling also caps a connection's lifetime.
+            "pool_pre_ping": True,
+            "pool_recycle": 1800,
+            "connect_args": connect_args,
+        }
+
+    def read_only_options(self) -> dict[str, Any]:
+        return {**super().read_only_options(), "postgresql_readonly": True}
+
+    def lock_for_migration(self, connection: Connection) -> None:
+        # Transaction-scoped: released by the commit or rollback, even if we crash.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+    def database_size(self, engine: Engine) -> int | None:
+        with engine.connect() as connection:
+            size = connection.execute(text("SELECT pg_database_size(current_database())"))
+            return int(size.scalar_one())
+
+    def translate(self, exc: DBAPIError) -> ArquivoError | None:
+        orig = exc.orig
+        state: str | None = getattr(orig, "sqlstate", None)
+        detail = str(orig).strip().splitlines()[0] if orig is not None else str(exc)
+        if state is None:
+            # psycopg raises OperationalError without a SQLSTATE when it never
+            # reached a server: refused, unresolvable host, timeout.
+            if exc.connection_invalidated or type(orig).__name__ == "OperationalError":
+                return DatabaseUnavailableError(
+                    f"cannot reach PostgreSQL: {detail}",
+                    hint="check that the server is running and accepts connections, "
+                    "and that the host and port in DATABASE_URL are right",
+                )
+            return None
+        if state == "23505":
+            return DuplicateError(f"duplicate key: {detail}")
+        if state.startswith("23"):
+            return ValidationError(f"the data breaks a database constraint: {detail}")
+        if state in ("40001", "40P01"):
+            return ConflictError(f"a concurrent transaction conflicted: {detail}")
+        if state in ("53100", "53400"):
+            return StorageFullError(f"the server is out of disk space: {detail}")
+        if state.startswith("08") or state in ("57P01", "57P02", "57P03", "53300"):
+            return DatabaseUnavailableError(f"PostgreSQL is unavailable: {detail}")
+        if state == "57014":
+            return DatabaseUnavailableError(
+                f"the statement was cancelled: {detail}",
+                hint="raise ARQUIVO_STATEMENT_TIMEOUT_MS or narrow the query",
+            )
+        if state == "3D000":
+            return ConfigurationError(
+                f"the database does not exist: {detail}",
+                hint="create it (createdb NAME) or fix the database name in DATABASE_URL",
+            )
+        if state in ("28P01", "28000"):
+            return ConfigurationError(
+                f"PostgreSQL refused the credentials: {detail}",
+                hint="check the user and password in DATABASE_URL",
+            )
+        return None

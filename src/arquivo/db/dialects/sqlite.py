@@ -1,0 +1,184 @@
+"""SQLite: one file, WAL, and writers that queue for the lock instead of failing."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
+
+from arquivo.db.dialects.base import READ_ONLY_OPTION, DialectSupport
+from arquivo.db.urls import sqlite_path
+from arquivo.errors import (
+    ArquivoError,
+    CorruptDatabaseError,
+    DatabaseUnavailableError,
+    DuplicateError,
+    StorageFullError,
+    ValidationError,
+)
+from arquivo.settings import Settings
+
+__all__ = ["SqliteSupport"]
+
+# Primary result codes (https://sqlite.org/rescode.html); the extended code's low byte.
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_CONSTRAINT = 19
+_SQLITE_NOTADB = 26
+_SQLITE_CONSTRAINT_PRIMARYKEY = 1555
+_SQLITE_CONSTRAINT_UNIQUE = 2067
+
+
+class SqliteSupport(DialectSupport):
+    """SQLite through the standard library's ``sqlite3`` module."""
+
+    name = "sqlite"
+    # Reading the schema page proves the file is a database, not just openable.
+    health_query = "SELECT count(*) FROM sqlite_master"
+
+    def prepare(self, url: URL) -> None:
+        path = sqlite_path(url)
+        if path is None:
+            return
+        if path.is_dir():
+            raise ArquivoError(
+                f"the SQLite path {path} is a directory",
+                hint="point DATABASE_URL at a file inside it, e.g. sqlite:///data/arquivo.db",
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot create the folder {path.parent} for the database: {exc.strerror}",
+                hint="check the path in DATABASE_URL and the folder's permissions",
+            ) from exc
+
+    def engine_options(self, url: URL, settings: Settings) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            # The busy handler must be armed before the first statement so that even
+            # switching a fresh file to WAL waits for a concurrent opener.
+            "connect_args": {
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+                "check_same_thread": False,
+            },
+        }
+        if sqlite_path(url) is None:
+            # Every connection to ":memory:" is a new empty database; share one.
+            options["poolclass"] = StaticPool
+        return options
+
+    def install(self, engine: Engine, settings: Settings) -> None:
+        in_memory = sqlite_path(engine.url) is None
+        pragmas = [
+            f"PRAGMA busy_timeout = {settings.sqlite_busy_timeout_ms}",
+            "PRAGMA foreign_keys = ON",
+            f"PRAGMA synchronous = {settings.sqlite_synchronous}",
+        ]
+        if not in_memory:
+            pragmas.insert(1, "PRAGMA journal_mode = WAL")
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+            # Take BEGIN out of the driver's hands: pysqlite's implicit transactions
+            # break SAVEPOINT and cannot take the write lock up front.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                for pragma in pragmas:
+                    cursor.execute(pragma)
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Connection) -> None:
+            options = connection.get_execution_options()
+            if options.get("isolation_level") == "AUTOCOMMIT":
+                return
+            # A writer that starts DEFERRED and upgrades later gets SQLITE_BUSY at once
+            # (no busy wait) when another writer got in first; IMMEDIATE queues instead.
+            if options.get(READ_ONLY_OPTION):
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    render_as_batch = True
+
+    @contextlib.contextmanager
+    def migration_connection(self, engine: Engine) -> Iterator[Connection]:
+        # BEGIN IMMEDIATE (see _on_begin) is the cross-process lock. Foreign keys must be
+        # off while batch operations rebuild tables, or a DROP TABLE would cascade into
+        # child rows; the pragma is ignored inside a transaction, so it is set before.
+        with engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with connection.begin():
+                    yield connection
+                    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if problems:
+                        raise ArquivoError(
+                            f"the migration left {len(problems)} rows breaking foreign keys "
+                            f"(first: {tuple(problems[0])}); it was rolled back",
+                            hint="report this as a bug in the migration",
+                        )
+            finally:
+                raw.execute("PRAGMA foreign_keys = ON")
+
+    def translate(self, exc: DBAPIError) -> ArquivoError | None:
+        orig = exc.orig
+        if not isinstance(orig, sqlite3.Error):
+            return None
+        code = getattr(orig, "sqlite_errorcode", None)
+        text = str(orig)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
+            return DatabaseUnavailableError(
+                f"the database stayed locked by another writer: {text}",
+                hint="a long transaction is holding the write lock; raise "
+                "ARQUIVO_SQLITE_BUSY_TIMEOUT_MS or keep transactions short",
+            )
+        if primary == _SQLITE_FULL or "database or disk is full" in text:
+            return StorageFullError(f"the disk is full; nothing was written: {text}")
+        if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "file is not a database" in text:
+            return CorruptDatabaseError(f"the database file is damaged: {text}")
+        if primary == _SQLITE_CANTOPEN:
+            return DatabaseUnavailableError(
+                f"cannot open the database file: {text}",
+                hint="check that the path in DATABASE_URL exists and is writable",
+            )
+        if primary == _SQLITE_READONLY:
+            return DatabaseUnavailableError(
+                f"the database is read-only: {text}",
+                hint="check the file's and its folder's permissions (WAL needs both writable)",
+            )
+        if primary == _SQLITE_IOERR:
+            return StorageFullError(
+                f"the disk failed to read or write: {text}",
+                hint="check free space and the health of the volume, then retry",
+            )
+        if code in (_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY):
+            return DuplicateError(f"duplicate key: {text}")
+        if primary == _SQLITE_CONSTRAINT or isinstance(orig, sqlite3.IntegrityError):
+            return ValidationError(f"the data breaks a database constraint: {text}")
+        return None
+
+    def database_size(self, engine: Engine) -> int | None:
+        path = sqlite_path(engine.url)
+        if path is None or not path.exists():
+            return None
+        size = path.stat().st_size
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists():
+            size += wal.stat().st_size
+        return size

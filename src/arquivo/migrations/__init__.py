@@ -1,0 +1,1 @@
+"""Arquivo's Alembic environment and revisions (``script_location = arquivo:migrations``)."""

@@ -1,0 +1,161 @@
+"""The :class:`Arquivo` store: one database, its engine, and units of work on it."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+
+from sqlalchemy import URL, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from arquivo.db.dialects import get_dialect, translate_errors
+from arquivo.db.engine import create_engine, ping
+from arquivo.db.migrate import ensure_schema
+from arquivo.db.urls import hide_password
+from arquivo.errors import ArquivoError
+from arquivo.settings import Settings
+
+__all__ = ["Arquivo"]
+
+
+class Arquivo:
+    """Everything an agent app must not lose, in one database.
+
+    Open one per process and share it between threads; it owns a connection pool::
+
+        with Arquivo.open("sqlite:///data/arquivo.db") as store:
+            with store.transaction() as session:
+                session.add(UserPreference(user_id="u1", key="theme", value="dark"))
+
+    A transaction is a unit of work: it commits when the block ends normally, rolls
+    back on an exception, and a ``transaction()`` opened inside another one (on the
+    same thread) becomes a savepoint of the outer one.
+    """
+
+    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+        """Wrap an existing engine; prefer :meth:`open`, which also migrates.
+
+        Args:
+            engine: A SQLAlchemy engine made by :func:`arquivo.db.engine.create_engine`.
+            owns_engine: Dispose of the engine on :meth:`close`.
+        """
+        self._engine = engine
+        self._owns_engine = owns_engine
+        self._support = get_dialect(engine.dialect.name)
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            bind=engine.execution_options(**self._support.read_only_options()),
+            expire_on_commit=False,
+        )
+        self._local = threading.local()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        url: str | URL | None = None,
+        *,
+        settings: Settings | None = None,
+        auto_migrate: bool | None = None,
+    ) -> Arquivo:
+        """Open (and by default migrate) the database at ``url``.
+
+        Args:
+            url: A database URL; when omitted, ``DATABASE_URL`` from the environment or
+                ``.env``, else ``sqlite:///./data/arquivo.db``.
+            settings: Tuning options; read from the environment when omitted.
+            auto_migrate: Upgrade an outdated schema (default: ``ARQUIVO_AUTO_MIGRATE``,
+                true); when false, an outdated schema raises ``SchemaOutOfDateError``.
+
+        Raises:
+            ConfigurationError: The URL or settings are invalid.
+            DatabaseUnavailableError: The database cannot be reached.
+            CorruptDatabaseError: The SQLite file is not a healthy database.
+            MigrationError: The schema cannot be brought to this version.
+        """
+        settings = settings if settings is not None else Settings.load()
+        engine = create_engine(url if url is not None else settings.database_url, settings)
+        try:
+            ping(engine)
+            ensure_schema(
+                engine, auto_migrate=settings.auto_migrate if auto_migrate is None else auto_migrate
+            )
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, owns_engine=True)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for queries Arquivo has no method for)."""
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """The database family: ``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password hidden."""
+        return hide_password(self._engine.url)
+
+    @contextlib.contextmanager
+    def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A unit of work: commit on success, roll back on error, savepoint when nested.
+
+        Args:
+            read_only: Promise not to write. On SQLite the transaction then takes no
+                write lock; on PostgreSQL it is ``READ ONLY``. Ignored when nested.
+
+        Raises:
+            ArquivoError: Database errors inside the block are translated
+                (``DuplicateError``, ``StorageFullError``, ``DatabaseUnavailableError``...).
+        """
+        self._check_open()
+        outer: Session | None = getattr(self._local, "session", None)
+        with translate_errors(self.dialect):
+            if outer is not None:
+                with outer.begin_nested():
+                    yield outer
+                return
+            factory = self._read_sessions if read_only else self._sessions
+            with factory() as session, session.begin():
+                self._local.session = session
+                try:
+                    yield session
+                finally:
+                    self._local.session = None
+
+    def session(self) -> Session:
+        """A new ORM session whose transactions the caller manages (commit, close)."""
+        self._check_open()
+        return self._sessions()
+
+    def close(self) -> None:
+        """Release the connection pool (if this store created the engine). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArquivoError("this Arquivo store is closed", hint="open a new one")
+
+    def __enter__(self) -> Arquivo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Arquivo({self.url!r})"
