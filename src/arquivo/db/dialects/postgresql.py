@@ -76,8 +76,15 @@ class PostgresSupport(DialectSupport):
         state: str | None = getattr(orig, "sqlstate", None)
         detail = str(orig).strip().splitlines()[0] if orig is not None else str(exc)
         if state is None:
-            # psycopg raises OperationalError without a SQLSTATE when it never
-            # reached a server: refused, unresolvable host, timeout.
+            # psycopg raises OperationalError without a SQLSTATE for every failure to
+            # connect, so the server's FATAL message is all there is to tell them apart.
+            if "database" in detail and "does not exist" in detail:
+                state = "3D000"
+            elif "authentication failed" in detail or (
+                "role" in detail and "does not exist" in detail
+            ):
+                state = "28P01"
+        if state is None:
             if exc.connection_invalidated or type(orig).__name__ == "OperationalError":
                 return DatabaseUnavailableError(
                     f"cannot reach PostgreSQL: {detail}",
