@@ -107,8 +107,8 @@ def _isolated_environment(
     for key in list(os.environ):
         if (
             key == "DATABASE_URL"
-            or key.startswith("ARQUIVO_")
-            and key != ("ARQUIVO_TEST_DATABASE_URL")
+            or (key.startswith("ARQUIVO_")
+            and key != ("ARQUIVO_TEST_DATABASE_URL"))
         ):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

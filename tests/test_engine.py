@@ -17,6 +17,7 @@ from arquivo import (
     DatabaseUnavailableError,
     Settings,
     UserPreference,
+    ValidationError,
 )
 from arquivo.db.engine import create_engine
 from conftest import Backend
@@ -144,7 +145,7 @@ def test_postgres_pool_is_sized_and_pre_pings(postgres_backend: Backend) -> None
         pool = store.engine.pool
         assert isinstance(pool, sa.QueuePool)
         assert pool.size() == 3
-        assert pool._pre_ping  # noqa: SLF001 -- no public accessor
+        assert pool._pre_ping
         with store.engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "1500ms"
             name = connection.exec_driver_sql("SHOW application_name").scalar()
@@ -152,7 +153,10 @@ def test_postgres_pool_is_sized_and_pre_pings(postgres_backend: Backend) -> None
 
 
 def test_read_only_transactions_are_enforced_on_postgres(postgres_backend: Backend) -> None:
-    with Arquivo.open(postgres_backend.url) as store:
-        with pytest.raises(sa.exc.InternalError), store.transaction(read_only=True) as s:
-            s.add(UserPreference(user_id="u", key="k", value=1))
-            s.flush()
+    with (
+        Arquivo.open(postgres_backend.url) as store,
+        pytest.raises(ValidationError, match="read-only"),
+        store.transaction(read_only=True) as s,
+    ):
+        s.add(UserPreference(user_id="u", key="k", value=1))
+        s.flush()

@@ -96,6 +96,11 @@ class PostgresSupport(DialectSupport):
             return DuplicateError(f"duplicate key: {detail}")
         if state.startswith("23"):
             return ValidationError(f"the data breaks a database constraint: {detail}")
+        if state == "25006":
+            return ValidationError(
+                f"a read-only transaction tried to write: {detail}",
+                hint="use store.transaction() without read_only=True for writes",
+            )
         if state in ("40001", "40P01"):
             return ConflictError(f"a concurrent transaction conflicted: {detail}")
         if state in ("53100", "53400"):
