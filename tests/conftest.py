@@ -105,10 +105,8 @@ def _isolated_environment(
 ) -> Iterator[None]:
     # Tests must not read the developer's .env or DATABASE_URL, nor leak the default store.
     for key in list(os.environ):
-        if (
-            key == "DATABASE_URL"
-            or (key.startswith("ARQUIVO_")
-            and key != ("ARQUIVO_TEST_DATABASE_URL"))
+        if key == "DATABASE_URL" or (
+            key.startswith("ARQUIVO_") and key != ("ARQUIVO_TEST_DATABASE_URL")
         ):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
