@@ -44,6 +44,15 @@ def test_check_reports_a_drift(store: Arquivo) -> None:
     assert any("ix_system_metrics_created_at" in diff for diff in diffs)
 
 
+def test_check_on_a_database_behind_head_says_to_upgrade(backend: Backend) -> None:
+    engine = create_engine(backend.url)
+    try:
+        with pytest.raises(SchemaOutOfDateError, match="not at the head"):
+            migrate.check(engine)
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_downgrade_cycle_with_rows_present(backend: Backend) -> None:
     engine = create_engine(backend.url)
     try:

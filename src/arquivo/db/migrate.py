@@ -210,7 +210,19 @@ def _next_revision_id() -> str:
 
 
 def check(engine: Engine) -> list[str]:
-    """Differences between the models and the database schema (empty when they agree)."""
+    """Differences between the models and the database schema (empty when they agree).
+
+    Raises:
+        SchemaOutOfDateError: The database is not at the head revision, so comparing it
+            with the models would only list the migrations still to apply.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDateError(
+            f"the database is at {current or 'base'}, not at the head revision {head}",
+            hint="run `arquivo db upgrade` first; check compares a database at head "
+            "with the models",
+        )
     with _reading(engine) as connection:
         try:
             command.check(alembic_config(connection))
