@@ -46,7 +46,8 @@ def run_json(*args: str, **kwargs: Any) -> Any:
 def _commands(group: typer.Typer, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = [prefix]
     for info in group.registered_groups:
-        assert info.name and info.typer_instance
+        assert info.name
+        assert info.typer_instance
         paths.extend(_commands(info.typer_instance, (*prefix, info.name)))
     for command in group.registered_commands:
         assert command.callback is not None
