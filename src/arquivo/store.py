@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from types import TracebackType
 
 from sqlalchemy import URL, Engine
@@ -12,8 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from arquivo.db.dialects import get_dialect, translate_errors
 from arquivo.db.engine import create_engine, ping
+from arquivo.db.fastpath import Driver, DriverPool
 from arquivo.db.migrate import ensure_schema
 from arquivo.db.urls import hide_password
+from arquivo.domain.conversations import Conversations
+from arquivo.domain.preferences import Preferences
 from arquivo.errors import ArquivoError
 from arquivo.settings import Settings
 
@@ -51,6 +55,11 @@ class Arquivo:
         )
         self._local = threading.local()
         self._closed = False
+        self._pool = DriverPool(engine)
+        self.preferences = Preferences(self)
+        """Per-user preferences: ``set``, ``get``, ``all``, ``delete``, ``set_many``."""
+        self.conversations = Conversations(self)
+        """Conversation history: ``append``, ``history``, ``sessions``, ``search``..."""
 
     @classmethod
     def open(
@@ -129,6 +138,30 @@ class Arquivo:
                 finally:
                     self._local.session = None
 
+    def unit(self, *, write: bool) -> AbstractContextManager[Driver]:
+        """The unit of work a domain method runs in, as a raw driver connection.
+
+        Inside a :meth:`transaction` on this thread it is a savepoint of that
+        transaction (so the method commits or rolls back with it); otherwise a
+        transaction of its own, committed when the block ends.
+        """
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            return self._pool.transaction(write=write)
+        return self._nested_unit(session)
+
+    @contextlib.contextmanager
+    def _nested_unit(self, session: Session) -> Iterator[Driver]:
+        try:
+            with translate_errors(self.dialect), session.begin_nested():
+                raw = session.connection().connection.driver_connection
+                yield Driver(raw, self._pool.cache)
+        except Exception as exc:
+            translated = self._support.translate_driver(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
     def session(self) -> Session:
         """A new ORM session whose transactions the caller manages (commit, close)."""
         self._check_open()
@@ -139,6 +172,7 @@ class Arquivo:
         if self._closed:
             return
         self._closed = True
+        self._pool.close()
         if self._owns_engine:
             self._engine.dispose()
 

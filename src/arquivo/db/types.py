@@ -49,7 +49,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # JSONB on PostgreSQL (indexable, compact, compares by value); JSON text elsewhere.
-JSONType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+# Python None is SQL NULL (not the JSON text 'null'), whichever way a row is written.
+JSONType: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
 
 # SQLite only aliases the rowid (and so auto-increments) for exactly INTEGER PRIMARY KEY.
 BigIntPK: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")

@@ -22,10 +22,10 @@ class ConversationHistory(CreatedAtMixin, Base):
     __tablename__ = "conversation_history"
     __table_args__ = (
         CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role"),
-        # A session's history in order, and "the last N" read from the end of the index.
-        Index(None, "user_id", "session_id", "created_at", "id"),
-        # A user's recent messages across sessions (the seed's "histórico recente").
-        Index(None, "user_id", "created_at"),
+        # The one index: a session's history in append order ("the last N" are read
+        # from its end), a user's sessions, and any lookup by user. Each extra index
+        # would tax every append, the hottest write there is.
+        Index(None, "user_id", "session_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

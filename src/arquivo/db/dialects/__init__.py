@@ -40,7 +40,7 @@ def translate_errors(dialect_name: str) -> Iterator[None]:
     try:
         yield
     except sa_exc.DBAPIError as exc:
-        translated = get_dialect(dialect_name).translate(exc)
+        translated = None if exc.orig is None else get_dialect(dialect_name).translate(exc.orig)
         if translated is None:
             raise
         raise translated from exc

@@ -7,13 +7,14 @@ the code base never asks which database it is talking to.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import URL, Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import URL, Connection, Engine, Table
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.expression import ClauseElement
 
-from arquivo.errors import ArquivoError
+from arquivo.errors import ArquivoError, ValidationError
 from arquivo.settings import Settings
 
 __all__ = ["READ_ONLY_OPTION", "DialectSupport"]
@@ -62,9 +63,73 @@ class DialectSupport:
     def lock_for_migration(self, connection: Connection) -> None:
         """Block other migrators until the connection's transaction ends."""
 
-    def translate(self, exc: DBAPIError) -> ArquivoError | None:
-        """Map a driver error to an Arquivo error, or ``None`` to leave it alone."""
+    def translate(self, exc: BaseException) -> ArquivoError | None:
+        """Map a driver exception to an Arquivo error, or ``None`` to leave it alone."""
         return None
+
+    def translate_driver(self, exc: BaseException) -> ArquivoError | None:
+        """Like :meth:`translate`, but any driver error becomes an ``ArquivoError``.
+
+        The domain methods promise to raise nothing else; exceptions that are not the
+        driver's (including ``ArquivoError`` itself) give ``None`` and propagate as they are.
+        """
+        if isinstance(exc, UnicodeEncodeError):
+            return ValidationError(
+                f"text is not valid Unicode: {exc.reason} at position {exc.start}",
+                hint="lone surrogates cannot be stored; decode the text with errors='replace'",
+            )
+        if isinstance(exc, ArquivoError) or not isinstance(exc, self.driver_error_types()):
+            return None
+        return self.translate(exc) or ArquivoError(
+            f"unexpected database error: {type(exc).__name__}: {exc}",
+            hint="nothing was written; if it persists, check the server's or file's health",
+        )
+
+    def driver_error_types(self) -> tuple[type[BaseException], ...]:
+        """The base exception classes of the DB-API driver."""
+        return ()
+
+    def begin_driver(self, connection: Any, *, write: bool) -> None:
+        """Start a transaction on a raw DB-API connection from the hot-path pool."""
+
+    def rollback_driver(self, connection: Any) -> bool:
+        """Roll back a raw connection; ``False`` when it is no longer usable."""
+        try:
+            connection.rollback()
+        except self.driver_error_types():  # a connection that cannot roll back is discarded
+            return False
+        return True
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the raw connection is broken and must be discarded."""
+        return False
+
+    def still_usable(self, connection: Any, idle_seconds: float) -> bool:
+        """Whether an idle raw connection can be handed out again."""
+        return True
+
+    def insert(self, table: Table) -> Insert:
+        """This database's INSERT construct (the one with ``on_conflict_do_update``)."""
+        raise NotImplementedError
+
+    def upsert(
+        self,
+        table: Table,
+        values: Mapping[str, Any],
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str],
+    ) -> ClauseElement:
+        """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update = excluded.update``."""
+        # SQLite's and PostgreSQL's inserts share this API but no common base class.
+        insert: Any = self.insert(table).values(**values)
+        return cast(
+            ClauseElement,
+            insert.on_conflict_do_update(
+                index_elements=[table.c[name] for name in conflict],
+                set_={name: insert.excluded[name] for name in update},
+            ),
+        )
 
     def database_size(self, engine: Engine) -> int | None:
         """Bytes the database takes on disk, when that can be known."""

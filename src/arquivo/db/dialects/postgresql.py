@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import URL, Connection, Engine, Table, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.sql.dml import Insert
 
 from arquivo.db.dialects.base import DialectSupport
 from arquivo.errors import (
@@ -25,6 +26,9 @@ __all__ = ["MIGRATION_LOCK_KEY", "PostgresSupport"]
 # pg_advisory_xact_lock key shared by every process migrating an Arquivo schema
 # (the bytes of "arquivo" read as a big-endian integer; any fixed bigint would do).
 MIGRATION_LOCK_KEY = int.from_bytes(b"arquivo", "big")
+
+# Hot-path connections idle for longer than this are pinged before reuse.
+_TRUST_IDLE_S = 30.0
 
 
 class PostgresSupport(DialectSupport):
@@ -71,10 +75,33 @@ class PostgresSupport(DialectSupport):
             size = connection.execute(text("SELECT pg_database_size(current_database())"))
             return int(size.scalar_one())
 
-    def translate(self, exc: DBAPIError) -> ArquivoError | None:
-        orig = exc.orig
+    def insert(self, table: Table) -> Insert:
+        return pg_dialect.insert(table)
+
+    def driver_error_types(self) -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        return type(exc).__name__ == "OperationalError"
+
+    def still_usable(self, connection: Any, idle_seconds: float) -> bool:
+        if connection.closed:
+            return False
+        if idle_seconds < _TRUST_IDLE_S:
+            return True
+        # The server may have restarted or reaped the idle connection meanwhile.
+        try:
+            connection.execute("SELECT 1")
+            connection.rollback()
+        except self.driver_error_types():  # any failure means: do not reuse it
+            return False
+        return True
+
+    def translate(self, orig: BaseException) -> ArquivoError | None:
         state: str | None = getattr(orig, "sqlstate", None)
-        detail = str(orig).strip().splitlines()[0] if orig is not None else str(exc)
+        detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         if state is None:
             # psycopg raises OperationalError without a SQLSTATE for every failure to
             # connect, so the server's FATAL message is all there is to tell them apart.
@@ -85,7 +112,7 @@ class PostgresSupport(DialectSupport):
             ):
                 state = "28P01"
         if state is None:
-            if exc.connection_invalidated or type(orig).__name__ == "OperationalError":
+            if type(orig).__name__ == "OperationalError":
                 return DatabaseUnavailableError(
                     f"cannot reach PostgreSQL: {detail}",
                     hint="check that the server is running and accepts connections, "

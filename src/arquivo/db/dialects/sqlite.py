@@ -7,9 +7,10 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import URL, Connection, Engine, Table, event
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Insert
 
 from arquivo.db.dialects.base import READ_ONLY_OPTION, DialectSupport
 from arquivo.db.urls import sqlite_path
@@ -135,8 +136,18 @@ class SqliteSupport(DialectSupport):
             finally:
                 raw.execute("PRAGMA foreign_keys = ON")
 
-    def translate(self, exc: DBAPIError) -> ArquivoError | None:
-        orig = exc.orig
+    def insert(self, table: Table) -> Insert:
+        return sqlite_dialect.insert(table)
+
+    def driver_error_types(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
+    def begin_driver(self, connection: Any, *, write: bool) -> None:
+        # Reads run as single autocommit statements (each is its own consistent snapshot).
+        if write:
+            connection.execute("BEGIN IMMEDIATE")
+
+    def translate(self, orig: BaseException) -> ArquivoError | None:
         if not isinstance(orig, sqlite3.Error):
             return None
         code = getattr(orig, "sqlite_errorcode", None)

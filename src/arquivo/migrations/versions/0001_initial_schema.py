@@ -67,14 +67,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_history")),
     )
     op.create_index(
-        op.f("ix_conversation_history_user_id_session_id_created_at_id"),
+        op.f("ix_conversation_history_user_id_session_id_id"),
         "conversation_history",
-        ["user_id", "session_id", "created_at", "id"],
-    )
-    op.create_index(
-        op.f("ix_conversation_history_user_id_created_at"),
-        "conversation_history",
-        ["user_id", "created_at"],
+        ["user_id", "session_id", "id"],
     )
 
     op.create_table(

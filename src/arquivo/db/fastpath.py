@@ -1,0 +1,260 @@
+"""The hot path: Core statements compiled once, run on the driver's own connection.
+
+The domain methods are called hundreds of times per agent turn. Executing through a
+SQLAlchemy ``Connection`` costs several times what the database itself spends on a small
+INSERT (pool checkout, reset, result wrapping), so the hot methods run their statements
+on the DB-API connection directly. Statements are still written as SQLAlchemy Core and
+compiled for the engine's dialect, and values still pass through the column types' own
+bind and result processors, so what is stored is byte-for-byte what the ORM stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from arquivo.db.dialects import DialectSupport, get_dialect
+from arquivo.errors import ArquivoError
+
+__all__ = ["Builder", "Driver", "DriverPool", "Prepared", "StatementCache"]
+
+_Processor = Callable[[Any], Any] | None
+
+
+class Prepared:
+    """A Core statement compiled once for a dialect, with its type processors resolved."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        self._order = compiled.positiontup if compiled.positional else None
+        binds: dict[str, _Processor] = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in compiled.binds.items()
+        }
+        # In the driver's parameter order when it is positional.
+        self._plan = [(name, binds[name]) for name in (self._order or binds)]
+        self._defaults = {
+            name: bind.value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None
+        }
+        columns = getattr(statement, "exported_columns", ())
+        self._results: list[_Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        #: Rows need no processing: return the driver's tuples as they are.
+        self.passthrough = all(p is None for p in self._results)
+
+    def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
+        """Driver parameters for ``values``, each passed through its column type."""
+        if self._defaults:
+            values = {**self._defaults, **values}
+        if self._order is None:
+            return {
+                name: values[name] if process is None else process(values[name])
+                for name, process in self._plan
+            }
+        return tuple(
+            values[name] if process is None else process(values[name])
+            for name, process in self._plan
+        )
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        """A result row with every column through its type's result processor."""
+        return tuple(
+            process(value) if process is not None else value
+            for process, value in zip(self._results, raw, strict=True)
+        )
+
+
+Builder = Callable[[DialectSupport], ClauseElement]
+
+
+class StatementCache:
+    """Prepared statements of one engine, keyed by the function that builds them.
+
+    A builder receives the dialect support, for the few statements whose SQL differs
+    between databases (an upsert, say).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self.support = get_dialect(dialect.name)
+        self._prepared: dict[Any, Prepared] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, build: Builder) -> Prepared:
+        """The prepared form of ``build(support)``, compiled on first use."""
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            with self._lock:
+                prepared = self._prepared.get(key)
+                if prepared is None:
+                    prepared = Prepared(build(self.support), self._dialect)
+                    self._prepared[key] = prepared
+        return prepared
+
+
+class Driver:
+    """One DB-API connection inside a transaction the caller controls.
+
+    Repositories take a ``Driver``, run statements on it and never commit.
+    """
+
+    __slots__ = ("_cache", "connection")
+
+    def __init__(self, connection: Any, cache: StatementCache) -> None:
+        self.connection = connection
+        self._cache = cache
+
+    def execute(
+        self, build: Builder, values: Mapping[str, Any], *, key: Any = None
+    ) -> list[tuple[Any, ...]]:
+        """Run the statement ``build`` makes with ``values``; return its processed rows.
+
+        ``key`` names the statement in the cache when one builder makes several
+        (a multi-row INSERT for each batch size, say).
+        """
+        prepared = self._cache.get(build if key is None else key, build)
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(values))
+            if cursor.description is None:
+                return []
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if prepared.passthrough:
+            return rows  # type: ignore[no-any-return]
+        return [prepared.row(raw) for raw in rows]
+
+    def rowcount(self, build: Builder, values: Mapping[str, Any]) -> int:
+        """Run a DML statement and return how many rows it touched."""
+        prepared = self._cache.get(build, build)
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(values))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+
+class DriverPool:
+    """Idle DB-API connections for the hot path, outside the SQLAlchemy pool.
+
+    Connections are made by the engine (so its connect hooks apply: WAL, pragmas, JSON
+    adapters), then detached from its pool; this keeps them out of the pool's
+    checkout/reset cycle, which costs more than a small write itself.
+    """
+
+    def __init__(self, engine: Engine, *, max_idle: int = 8) -> None:
+        self._engine = engine
+        self._support: DialectSupport = get_dialect(engine.dialect.name)
+        self.cache = StatementCache(engine.dialect)
+        self._idle: list[tuple[Any, float]] = []
+        self._max_idle = max_idle
+        self._pid = os.getpid()
+        self._closed = False
+
+    def _acquire(self) -> Any:
+        if self._closed:
+            raise ArquivoError("this Arquivo store is closed", hint="open a new one")
+        if os.getpid() != self._pid:
+            # A forked child must not touch its parent's connections: forget them.
+            self._idle, self._pid = [], os.getpid()
+        while True:
+            try:
+                connection, since = self._idle.pop()
+            except IndexError:
+                break
+            if self._support.still_usable(connection, time.monotonic() - since):
+                return connection
+            _close_quietly(connection)
+        fairy = self._engine.raw_connection()
+        connection = fairy.driver_connection
+        fairy.detach()
+        return connection
+
+    def _release(self, connection: Any) -> None:
+        if self._closed or len(self._idle) >= self._max_idle or os.getpid() != self._pid:
+            _close_quietly(connection)
+        else:
+            self._idle.append((connection, time.monotonic()))
+
+    def transaction(self, *, write: bool) -> PooledTransaction:
+        """A connection in a new transaction, committed when the block ends normally.
+
+        Driver errors raised in the block are translated to ``ArquivoError``.
+        """
+        return PooledTransaction(self, write)
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use close when released."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection, _since in idle:
+            _close_quietly(connection)
+
+
+class PooledTransaction:
+    """Context manager for :meth:`DriverPool.transaction` (a class: it is on the hot path)."""
+
+    __slots__ = ("_connection", "_pool", "_write")
+
+    def __init__(self, pool: DriverPool, write: bool) -> None:
+        self._pool = pool
+        self._write = write
+        self._connection: Any = None
+
+    def __enter__(self) -> Driver:
+        pool = self._pool
+        connection = self._connection = pool._acquire()
+        try:
+            pool._support.begin_driver(connection, write=self._write)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return Driver(connection, pool.cache)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pool, connection = self._pool, self._connection
+        support = pool._support
+        if exc is None:
+            try:
+                connection.commit()
+            except support.driver_error_types() as commit_error:
+                exc = commit_error
+            else:
+                pool._release(connection)
+                return
+        healthy = support.rollback_driver(connection) and not support.is_disconnect(exc)
+        if healthy:
+            pool._release(connection)
+        else:
+            _close_quietly(connection)
+        translated = support.translate_driver(exc)
+        if translated is not None:
+            raise translated from exc
+
+
+def _close_quietly(connection: Any) -> None:
+    # Closing a connection whose server or file went away raises; it is gone either way.
+    with contextlib.suppress(Exception):
+        connection.close()

@@ -1,0 +1,178 @@
+"""The plain, frozen values the domain methods return (never live ORM objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "AgentRecord",
+    "AgentVersion",
+    "Message",
+    "MetricBucket",
+    "MetricRecord",
+    "OperationStats",
+    "SessionInfo",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One stored conversation message.
+
+    Attributes:
+        id: Its unique, increasing id (use it as the ``before`` cursor when paging).
+        user_id: The user it belongs to.
+        session_id: The conversation session.
+        role: ``system``, ``user``, ``assistant`` or ``tool``.
+        content: The text.
+        model: The model that produced or received it, if known.
+        workspace_path: The workspace it concerned, if any.
+        extra_data: Any JSON metadata (token counts, tool calls...).
+        created_at: When it was stored (UTC).
+    """
+
+    id: int
+    user_id: str
+    session_id: str
+    role: str
+    content: str
+    model: str | None
+    workspace_path: str | None
+    extra_data: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A conversation session of one user, summarised.
+
+    Attributes:
+        session_id: The session.
+        message_count: How many messages it holds.
+        first_at: When its first message was stored.
+        last_at: When its last message was stored.
+    """
+
+    session_id: str
+    message_count: int
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    """One recorded measurement.
+
+    Attributes:
+        id: Its id.
+        operation: What was measured.
+        duration_ms: How long it took, in milliseconds.
+        success: Whether it succeeded.
+        error: The error text when it failed.
+        extra_data: Any JSON metadata.
+        created_at: When it was recorded (UTC).
+    """
+
+    id: int
+    operation: str
+    duration_ms: float
+    success: bool
+    error: str | None
+    extra_data: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OperationStats:
+    """Aggregates of one operation's measurements over a time range.
+
+    Attributes:
+        operation: The operation.
+        count: How many measurements.
+        errors: How many failed.
+        error_rate: ``errors / count``.
+        avg_ms: Mean duration.
+        min_ms: Shortest duration.
+        max_ms: Longest duration.
+        p50_ms: Median duration (exact, interpolated like ``percentile_cont``).
+        p95_ms: 95th percentile duration.
+        p99_ms: 99th percentile duration.
+    """
+
+    operation: str
+    count: int
+    errors: int
+    error_rate: float
+    avg_ms: float
+    min_ms: float
+    max_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricBucket:
+    """One time bucket of an operation's measurements, for plots.
+
+    Attributes:
+        start: The bucket's start (UTC).
+        count: Measurements in the bucket.
+        errors: Failed measurements in the bucket.
+        avg_ms: Mean duration.
+        max_ms: Longest duration.
+    """
+
+    start: datetime
+    count: int
+    errors: int
+    avg_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    """An agent's current definition.
+
+    Attributes:
+        name: Its unique name.
+        model: The model it runs on.
+        instructions: Its system instructions.
+        tools: The tools it may call (any JSON list).
+        memory: Its memory (any JSON value).
+        version: The number of the definition version this is.
+        created_at: When the agent was first registered.
+        updated_at: When it last changed.
+    """
+
+    name: str
+    model: str
+    instructions: str | None
+    tools: Any
+    memory: Any
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AgentVersion:
+    """One numbered version of an agent's definition.
+
+    Attributes:
+        name: The agent.
+        version: The version number (1, 2, ...).
+        model: The model in that version.
+        instructions: The instructions in that version.
+        tools: The tools in that version.
+        created_at: When the version was made.
+    """
+
+    name: str
+    version: int
+    model: str
+    instructions: str | None
+    tools: Any
+    created_at: datetime
