@@ -7,7 +7,8 @@ migrations, backups and repair built in.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from arquivo.compat import get_db_session
+from arquivo.aio import AsyncArquivo
+from arquivo.compat import DatabaseService, get_database_service, get_db_session
 from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
@@ -33,6 +34,15 @@ from arquivo.models import (
 )
 from arquivo.settings import Settings
 from arquivo.store import Arquivo
+from arquivo.values import (
+    AgentRecord,
+    AgentVersion,
+    Message,
+    MetricBucket,
+    MetricRecord,
+    OperationStats,
+    SessionInfo,
+)
 
 try:
     __version__ = version("arquivo")
@@ -41,26 +51,36 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "Agent",
+    "AgentRecord",
+    "AgentVersion",
     "Arquivo",
     "ArquivoError",
+    "AsyncArquivo",
     "ConfigurationError",
     "ConflictError",
     "ConversationHistory",
     "CorruptDatabaseError",
+    "DatabaseService",
     "DatabaseUnavailableError",
     "DuplicateError",
     "HITLAction",
     "HITLSession",
+    "Message",
+    "MetricBucket",
+    "MetricRecord",
     "MigrationError",
     "MissingDependencyError",
     "NotFoundError",
+    "OperationStats",
     "SchemaOutOfDateError",
     "SchemaTooNewError",
+    "SessionInfo",
     "Settings",
     "StorageFullError",
     "SystemMetric",
     "UserPreference",
     "ValidationError",
     "__version__",
+    "get_database_service",
     "get_db_session",
 ]

@@ -80,7 +80,13 @@ def check_json(field: str, value: object) -> Any:
     """A JSON value that round-trips exactly: dicts with string keys, lists, strings,
     finite numbers, booleans and None (tuples are stored as lists)."""
     _walk(field, value, field, 0)
-    size = len(json.dumps(value, ensure_ascii=False).encode())
+    try:
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{field} holds text that is not valid Unicode: {exc.reason}",
+            hint="lone surrogates cannot be stored; decode the text with errors='replace'",
+        ) from exc
     if size > MAX_JSON_BYTES:
         raise ValidationError(
             f"{field} is {size:,} bytes as JSON; the limit is {MAX_JSON_BYTES:,}",
