@@ -14,6 +14,7 @@ import keyword
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -157,9 +158,28 @@ def render() -> str:
     return header + "\n\n" + "\n\n".join(classes)
 
 
-if __name__ == "__main__":
-    TARGET.write_text(render())
+def write(target: Path) -> None:
+    """Render, then format with ruff exactly as the committed file is."""
+    target.write_text(render())
     ruff = [sys.executable, "-m", "ruff"]
-    subprocess.run([*ruff, "check", "-q", "--fix", "--select", "I", str(TARGET)], check=True)
-    subprocess.run([*ruff, "format", "-q", str(TARGET)], check=True)
+    subprocess.run([*ruff, "check", "-q", "--fix", "--select", "I", str(target)], check=True)
+    subprocess.run([*ruff, "format", "-q", str(target)], check=True)
+
+
+def main(argv: list[str]) -> int:
+    """Write the module, or with ``--check`` exit 1 when the committed one is stale."""
+    if argv == ["--check"]:
+        with tempfile.TemporaryDirectory() as folder:
+            fresh = Path(folder) / TARGET.name
+            write(fresh)
+            if fresh.read_text() != TARGET.read_text():
+                print(f"{TARGET} is out of date: run python scripts/generate_async.py")
+                return 1
+        return 0
+    write(TARGET)
     print(f"wrote {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

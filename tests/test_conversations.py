@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,7 +77,7 @@ def test_append_many_is_one_transaction(store: Arquivo) -> None:
         ],
     )
     assert [m.content for m in batch] == [f"q{i}" for i in range(600)]
-    assert all(a.id < b.id for a, b in zip(batch, batch[1:], strict=False))
+    assert all(a.id < b.id for a, b in itertools.pairwise(batch))
     assert store.conversations.history("u", "s") == [first, *batch]
     assert store.conversations.append_many("u", "s", []) == []
     with pytest.raises(ValidationError, match=r"messages\[2\]\.role"):

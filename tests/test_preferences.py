@@ -142,7 +142,9 @@ def test_orm_and_fast_path_store_the_same_representation(store: Arquivo) -> None
         session.add(UserPreference(user_id="u1", key="orm", value={"x": [1, None]}))
     with store.engine.connect() as connection:
         raw = connection.execute(
-            sa.text("SELECT key, CAST(value AS TEXT), created_at FROM user_preferences ORDER BY key")
+            sa.text(
+                "SELECT key, CAST(value AS TEXT), created_at FROM user_preferences ORDER BY key"
+            )
         ).all()
     assert raw[0][1] == raw[1][1]
     assert type(raw[0][2]) is type(raw[1][2])

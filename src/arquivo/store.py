@@ -16,7 +16,9 @@ from arquivo.db.engine import create_engine, ping
 from arquivo.db.fastpath import Driver, DriverPool
 from arquivo.db.migrate import ensure_schema
 from arquivo.db.urls import hide_password
+from arquivo.domain.agents import Agents
 from arquivo.domain.conversations import Conversations
+from arquivo.domain.metrics import Metrics
 from arquivo.domain.preferences import Preferences
 from arquivo.errors import ArquivoError
 from arquivo.settings import Settings
@@ -60,6 +62,10 @@ class Arquivo:
         """Per-user preferences: ``set``, ``get``, ``all``, ``delete``, ``set_many``."""
         self.conversations = Conversations(self)
         """Conversation history: ``append``, ``history``, ``sessions``, ``search``..."""
+        self.metrics = Metrics(self)
+        """System metrics: ``record``, ``timer``, ``list``, ``summary``, ``timeseries``."""
+        self.agents = Agents(self)
+        """The agent registry: ``upsert``, ``get``, ``list``, ``versions``, ``rollback``..."""
 
     @classmethod
     def open(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -15,6 +17,7 @@ from sqlalchemy import Engine
 from arquivo.db.engine import create_engine, ping
 from arquivo.errors import ArquivoError
 from arquivo.settings import Settings
+from arquivo.store import Arquivo
 
 __all__ = ["CliState", "err_console", "out_console", "print_json", "render_error"]
 
@@ -31,6 +34,13 @@ class CliState:
     def settings(self) -> Settings:
         """Settings from the environment and ``.env``, with ``--url`` winning."""
         return Settings.load(database_url=self.url)
+
+    @contextmanager
+    def store(self) -> Iterator[Arquivo]:
+        """The store on the configured database (migrated per ARQUIVO_AUTO_MIGRATE)."""
+        settings = self.settings()
+        with Arquivo.open(settings.database_url, settings=settings) as store:
+            yield store
 
     @contextmanager
     def engine(self) -> Iterator[Engine]:
@@ -53,8 +63,20 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def print_json(value: Any) -> None:
-    """Print a value as JSON on stdout, for scripts."""
-    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """Print a value as JSON on stdout, for scripts (dataclasses become objects)."""
+    typer.echo(json.dumps(_plain(value), indent=2, default=str, ensure_ascii=False))
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def render_error(exc: ArquivoError) -> None:

@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
+from arquivo.cli import agents as agents_commands
 from arquivo.cli import db as db_commands
+from arquivo.cli import history as history_commands
+from arquivo.cli import metrics as metrics_commands
+from arquivo.cli import prefs as prefs_commands
 from arquivo.cli.context import CliState, err_console, render_error
 from arquivo.errors import ArquivoError
 
@@ -22,6 +26,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db_commands.app, name="db")
+app.add_typer(prefs_commands.app, name="prefs")
+app.add_typer(history_commands.app, name="history")
+app.add_typer(metrics_commands.app, name="metrics")
+app.add_typer(agents_commands.app, name="agents")
 
 
 def _version(value: bool) -> None:
