@@ -99,12 +99,13 @@ def test_the_migration_commands_on_each_backend(backend: Backend) -> None:
 
     down = run(*url, "db", "downgrade", "-1", "--yes")
     assert down.returncode == 0, down.stderr
-    assert run_json(*url, "db", "current")["current"] is None
+    assert run_json(*url, "db", "current")["current"] == migrate.history()[0].down_revision
     behind = run(*url, "db", "check")
     assert behind.returncode == 1
     assert "arquivo db upgrade" in behind.stderr
 
     assert run(*url, "db", "downgrade", "base", "--yes").returncode == 0
+    assert run_json(*url, "db", "current")["current"] is None
     assert run(*url, "db", "upgrade", "head").returncode == 0
     assert run_json(*url, "db", "current")["up_to_date"] is True
 

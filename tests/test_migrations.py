@@ -195,6 +195,8 @@ def test_plain_alembic_works_from_the_repository_root(backend: Backend) -> None:
         assert migrate.head_revision() in current.stdout
         downgraded = _alembic(backend, "downgrade", "-1")
         assert downgraded.returncode == 0, downgraded.stderr
+        assert migrate.current_revision(engine) == migrate.history()[0].down_revision
+        assert _alembic(backend, "downgrade", "base").returncode == 0
         assert migrate.current_revision(engine) is None
     finally:
         engine.dispose()

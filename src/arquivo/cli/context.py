@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import Engine
 
 from arquivo.db.engine import create_engine, ping
@@ -81,6 +82,7 @@ def _plain(value: Any) -> Any:
 
 def render_error(exc: ArquivoError) -> None:
     """Show an Arquivo error to a person: the message, then the hint."""
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+    # The message may quote user data such as "[bold]": never read it as markup.
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)

@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from arquivo.cli import agents as agents_commands
 from arquivo.cli import db as db_commands
@@ -77,7 +78,8 @@ def main() -> None:
         if os.environ.get("ARQUIVO_DEBUG"):
             raise
         err_console.print(
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", highlight=False
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}",
+            highlight=False,
         )
         err_console.print("[yellow]hint:[/] rerun with ARQUIVO_DEBUG=1 for the traceback")
         sys.exit(2)

@@ -4,7 +4,7 @@ The class and table names are the seed documents', so their query examples run a
 written: ``session.query(UserPreference).filter(UserPreference.user_id == "u1")``.
 """
 
-from arquivo.models.agents import Agent
+from arquivo.models.agents import Agent, AgentDefinition
 from arquivo.models.base import Base
 from arquivo.models.conversations import ROLES, ConversationHistory
 from arquivo.models.hitl import HITL_STATUSES, HITLAction, HITLSession
@@ -15,6 +15,7 @@ __all__ = [
     "HITL_STATUSES",
     "ROLES",
     "Agent",
+    "AgentDefinition",
     "Base",
     "ConversationHistory",
     "HITLAction",
