@@ -6,15 +6,25 @@ Each coroutine runs the sync method in the store's worker threads.
 
 from __future__ import annotations
 
+import builtins
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from arquivo.domain.agents import Agents
 from arquivo.domain.conversations import Conversations
-from arquivo.domain.metrics import Metrics
+from arquivo.domain.metrics import Metrics, Timer
 from arquivo.domain.preferences import Preferences
-from arquivo.values import Message, SessionInfo
+from arquivo.values import (
+    AgentRecord,
+    AgentVersion,
+    Message,
+    MetricBucket,
+    MetricRecord,
+    OperationStats,
+    SessionInfo,
+)
 
 __all__ = ["AsyncAgents", "AsyncConversations", "AsyncMetrics", "AsyncPreferences", "Runner"]
 
@@ -133,7 +143,7 @@ class AsyncConversations:
 
 
 class AsyncMetrics:
-    """System metrics (to be implemented) (async twin of :class:`Metrics`)."""
+    """System metrics: how long each operation took and whether it failed, with summaries (async twin of :class:`Metrics`)."""
 
     __slots__ = ("_run", "_sync")
 
@@ -141,12 +151,118 @@ class AsyncMetrics:
         self._sync = sync
         self._run = run
 
+    async def record(
+        self,
+        operation: str,
+        duration_ms: float,
+        *,
+        success: bool = True,
+        error: str | None = None,
+        extra_data: Any = None,
+    ) -> MetricRecord:
+        """Store one measurement of ``operation`` and return it; see :meth:`arquivo.domain.metrics.Metrics.record`."""
+        return await self._run(
+            functools.partial(
+                self._sync.record,
+                operation,
+                duration_ms,
+                success=success,
+                error=error,
+                extra_data=extra_data,
+            )
+        )
+
+    def timer(self, operation: str, **extra: Any) -> Timer:
+        """A timer that records how long a block or function takes (see :class:`Timer`); see :meth:`arquivo.domain.metrics.Metrics.timer`."""
+        return self._sync.timer(operation, **extra)
+
+    async def list(
+        self,
+        operation: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[MetricRecord]:
+        """Measurements, newest first; see :meth:`arquivo.domain.metrics.Metrics.list`."""
+        return await self._run(
+            functools.partial(self._sync.list, operation, since=since, until=until, limit=limit)
+        )
+
+    async def summary(
+        self,
+        operation: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, OperationStats]:
+        """Aggregates per operation: count, errors, mean, min, max, p50, p95 and p99; see :meth:`arquivo.domain.metrics.Metrics.summary`."""
+        return await self._run(
+            functools.partial(self._sync.summary, operation, since=since, until=until)
+        )
+
+    async def timeseries(
+        self,
+        operation: str,
+        *,
+        bucket: str | timedelta = "1h",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> builtins.list[MetricBucket]:
+        """An operation's measurements in fixed-width time buckets, oldest first; see :meth:`arquivo.domain.metrics.Metrics.timeseries`."""
+        return await self._run(
+            functools.partial(
+                self._sync.timeseries, operation, bucket=bucket, since=since, until=until
+            )
+        )
+
+    async def delete_before(self, cutoff: datetime) -> int:
+        """Delete the measurements recorded before ``cutoff`` (retention); returns how many; see :meth:`arquivo.domain.metrics.Metrics.delete_before`."""
+        return await self._run(functools.partial(self._sync.delete_before, cutoff))
+
 
 class AsyncAgents:
-    """Agent registry (to be implemented) (async twin of :class:`Agents`)."""
+    """The agent registry: definitions versioned on every change, memory alongside (async twin of :class:`Agents`)."""
 
     __slots__ = ("_run", "_sync")
 
     def __init__(self, sync: Agents, run: Runner) -> None:
         self._sync = sync
         self._run = run
+
+    async def upsert(
+        self,
+        name: str,
+        model: str,
+        instructions: str | None = None,
+        tools: Sequence[Any] | None = None,
+        memory: Any = None,
+    ) -> AgentRecord:
+        """Register an agent, or replace its definition; returns it as stored; see :meth:`arquivo.domain.agents.Agents.upsert`."""
+        return await self._run(
+            functools.partial(self._sync.upsert, name, model, instructions, tools, memory)
+        )
+
+    async def get(self, name: str, *, version: int | None = None) -> AgentRecord:
+        """An agent's current definition, or one of its versions; see :meth:`arquivo.domain.agents.Agents.get`."""
+        return await self._run(functools.partial(self._sync.get, name, version=version))
+
+    async def list(self) -> builtins.list[AgentRecord]:
+        """Every agent's current definition, sorted by name; see :meth:`arquivo.domain.agents.Agents.list`."""
+        return await self._run(functools.partial(self._sync.list))
+
+    async def delete(self, name: str) -> bool:
+        """Remove an agent with its whole history; ``True`` if it existed; see :meth:`arquivo.domain.agents.Agents.delete`."""
+        return await self._run(functools.partial(self._sync.delete, name))
+
+    async def update_memory(self, name: str, memory: Any) -> AgentRecord:
+        """Replace an agent's memory (``None`` clears it); makes no new version; see :meth:`arquivo.domain.agents.Agents.update_memory`."""
+        return await self._run(functools.partial(self._sync.update_memory, name, memory))
+
+    async def versions(self, name: str) -> builtins.list[AgentVersion]:
+        """Every version of an agent's definition, oldest first (the last is current); see :meth:`arquivo.domain.agents.Agents.versions`."""
+        return await self._run(functools.partial(self._sync.versions, name))
+
+    async def rollback(self, name: str, version: int) -> AgentRecord:
+        """Make an old version's definition current again, as a new version; see :meth:`arquivo.domain.agents.Agents.rollback`."""
+        return await self._run(functools.partial(self._sync.rollback, name, version))

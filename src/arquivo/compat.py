@@ -62,13 +62,13 @@ def get_db_session() -> Session:
 class DatabaseService:
     """The seeds' service object, over a store::
 
-        db = get_database_service()
-        db.set_preference("user123", "theme", "dark")
-        theme = db.get_preference("user123", "theme")  # 'dark'
-        db.save_message("user123", "session456", "user", "Hello")
-        history = db.get_conversation_history("user123", "session456")
-        db.save_metric("chat_completion", 1234.5, success=True)
-        metrics = db.get_metrics("chat_completion")
+    db = get_database_service()
+    db.set_preference("user123", "theme", "dark")
+    theme = db.get_preference("user123", "theme")  # 'dark'
+    db.save_message("user123", "session456", "user", "Hello")
+    history = db.get_conversation_history("user123", "session456")
+    db.save_metric("chat_completion", 1234.5, success=True)
+    metrics = db.get_metrics("chat_completion")
     """
 
     def __init__(self, store: Arquivo) -> None:

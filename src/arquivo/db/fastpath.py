@@ -43,39 +43,63 @@ class Prepared:
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
         }
-        # In the driver's parameter order when it is positional.
-        self._plan = [(name, binds[name]) for name in (self._order or binds)]
+        # Parameters needing a processor; a name used several times (a multi-row
+        # INSERT's shared timestamp) is processed once.
+        self._processed = [(name, process) for name, process in binds.items() if process]
+        # Positional and each name used once: one pass builds the driver's tuple.
+        self._single_pass: list[tuple[str, _Processor]] | None = None
+        if self._order is not None and len(set(self._order)) == len(self._order):
+            self._single_pass = [(name, binds[name]) for name in self._order]
         self._defaults = {
             name: bind.value
             for name, bind in compiled.binds.items()
             if not bind.required and bind.callable is None
         }
-        columns = getattr(statement, "exported_columns", ())
-        self._results: list[_Processor] = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        self._dialect = dialect
+        self._result_types = [
+            column.type.dialect_impl(dialect)
+            for column in getattr(statement, "exported_columns", ())
         ]
+        # Result processors depend on the driver's type codes (psycopg's floats do), so
+        # they are resolved from the first execution's cursor description.
+        self._results: list[_Processor] | None = None
         #: Rows need no processing: return the driver's tuples as they are.
-        self.passthrough = all(p is None for p in self._results)
+        self.passthrough = False
+
+    def bind_results(self, description: Sequence[Sequence[Any]]) -> None:
+        """Resolve the result processors from a cursor description (once)."""
+        codes = [column[1] for column in description]
+        if len(codes) != len(self._result_types):
+            codes = [None] * len(self._result_types)
+        self._results = [
+            impl.result_processor(self._dialect, code)
+            for impl, code in zip(self._result_types, codes, strict=True)
+        ]
+        self.passthrough = all(process is None for process in self._results)
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Driver parameters for ``values``, each passed through its column type."""
         if self._defaults:
             values = {**self._defaults, **values}
-        if self._order is None:
-            return {
-                name: values[name] if process is None else process(values[name])
-                for name, process in self._plan
+        if self._single_pass is not None:
+            return tuple([values[n] if p is None else p(values[n]) for n, p in self._single_pass])
+        if self._processed:
+            values = {
+                **values,
+                **{name: process(values[name]) for name, process in self._processed},
             }
-        return tuple(
-            values[name] if process is None else process(values[name])
-            for name, process in self._plan
-        )
+        if self._order is None:
+            return values if isinstance(values, dict) else dict(values)
+        return tuple([values[name] for name in self._order])
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         """A result row with every column through its type's result processor."""
+        assert self._results is not None, "bind_results() runs on the first execution"
         return tuple(
-            process(value) if process is not None else value
-            for process, value in zip(self._results, raw, strict=True)
+            [
+                value if process is None else process(value)
+                for process, value in zip(self._results, raw, strict=True)
+            ]
         )
 
 
@@ -131,11 +155,14 @@ class Driver:
         cursor = self.connection.cursor()
         try:
             cursor.execute(prepared.sql, prepared.parameters(values))
-            if cursor.description is None:
+            description = cursor.description
+            if description is None:
                 return []
             rows = cursor.fetchall()
         finally:
             cursor.close()
+        if prepared._results is None:
+            prepared.bind_results(description)
         if prepared.passthrough:
             return rows  # type: ignore[no-any-return]
         return [prepared.row(raw) for raw in rows]
@@ -188,7 +215,7 @@ class DriverPool:
         return connection
 
     def _release(self, connection: Any) -> None:
-        if self._closed or len(self._idle) >= self._max_idle or os.getpid() != self._pid:
+        if self._closed or len(self._idle) >= self._max_idle:
             _close_quietly(connection)
         else:
             self._idle.append((connection, time.monotonic()))

@@ -36,6 +36,9 @@ _FIELDS = ("role", "content", "model", "workspace_path", "extra_data")
 # Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 _BATCH = 250
 _ROLE_SET = frozenset(ROLES)
+_FIELD_SET = frozenset(_FIELDS)
+# The parameter names of each row of a multi-row INSERT, made once.
+_ROW_NAMES = [tuple((f"{field}_{i}", field) for field in _FIELDS) for i in range(_BATCH)]
 # "No bound" values for the paging parameters, so one prepared statement serves all calls.
 _NO_LIMIT = 1_000_000
 _NO_CURSOR = 2**63 - 1
@@ -238,10 +241,14 @@ class Conversations(Facade):
                 f"messages[{index}] must be a mapping with role and content, "
                 f"not {type(message).__name__}"
             )
-        unknown = set(message) - set(_FIELDS)
-        if unknown:
-            raise ValidationError(f"messages[{index}] has unknown fields: {sorted(unknown)}")
-        row = {field: message.get(field) for field in _FIELDS}
+        if not message.keys() <= _FIELD_SET:
+            unknown = sorted(set(message) - _FIELD_SET)
+            raise ValidationError(
+                f"messages[{index}] has unknown fields: {unknown}",
+                hint=f"a message may have {', '.join(_FIELDS)}",
+            )
+        get = message.get
+        row = {field: get(field) for field in _FIELDS}
         _check_message(index, row["role"], row["content"], row["extra_data"])
         if row["model"] is not None:
             check_id(f"messages[{index}].model", row["model"])
@@ -328,9 +335,9 @@ def _insert_batch(
     driver: Driver, user_id: str, session_id: str, now: datetime, rows: list[dict[str, Any]]
 ) -> list[int]:
     values: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "now": now}
-    for i, row in enumerate(rows):
-        for field in _FIELDS:
-            values[f"{field}_{i}"] = row[field]
+    for names, row in zip(_ROW_NAMES, rows, strict=False):
+        for name, field in names:
+            values[name] = row[field]
     result = driver.execute(_insert_rows(len(rows)), values, key=("insert_rows", len(rows)))
     # RETURNING gives no order guarantee; ids are handed out in VALUES order.
     return sorted(row[0] for row in result)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, cast
 
 from sqlalchemy import URL, Connection, Engine, Table
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, ColumnElement
 
 from arquivo.errors import ArquivoError, ValidationError
 from arquivo.settings import Settings
@@ -134,3 +134,23 @@ class DialectSupport:
     def database_size(self, engine: Engine) -> int | None:
         """Bytes the database takes on disk, when that can be known."""
         return None
+
+    def percentile_cont(
+        self, fraction: float, value: ColumnElement[Any]
+    ) -> ColumnElement[Any] | None:
+        """The aggregate ``percentile_cont(fraction) WITHIN GROUP (ORDER BY value)``.
+
+        ``None`` when the database has no such aggregate: callers then compute it from the
+        sorted values with PostgreSQL's formula (``arquivo.domain.metrics.percentile_cont``).
+        """
+        return None
+
+    def epoch_bucket(
+        self, timestamp: ColumnElement[Any], width: ColumnElement[int]
+    ) -> ColumnElement[int]:
+        """The fixed-width time bucket ``timestamp`` falls in, numbered from the Unix epoch.
+
+        That is ``floor(seconds since 1970-01-01 UTC / width)`` as an integer, for a
+        ``width`` in whole seconds; bucket ``k`` starts at ``k * width`` seconds.
+        """
+        raise NotImplementedError

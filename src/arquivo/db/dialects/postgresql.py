@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import URL, Connection, Engine, Table, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.expression import ColumnElement
 
 from arquivo.db.dialects.base import DialectSupport
 from arquivo.errors import (
@@ -150,3 +152,14 @@ class PostgresSupport(DialectSupport):
                 hint="check the user and password in DATABASE_URL",
             )
         return None
+
+    def percentile_cont(
+        self, fraction: float, value: ColumnElement[Any]
+    ) -> ColumnElement[Any] | None:
+        return sa.func.percentile_cont(fraction).within_group(value)
+
+    def epoch_bucket(
+        self, timestamp: ColumnElement[Any], width: ColumnElement[int]
+    ) -> ColumnElement[int]:
+        # extract(epoch) keeps the microseconds (numeric), so floor() is exact at the edges.
+        return sa.cast(sa.func.floor(sa.extract("epoch", timestamp) / width), sa.BigInteger)

@@ -7,10 +7,12 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import URL, Connection, Engine, Table, event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.expression import ColumnElement
 
 from arquivo.db.dialects.base import READ_ONLY_OPTION, DialectSupport
 from arquivo.db.urls import sqlite_path
@@ -193,3 +195,23 @@ class SqliteSupport(DialectSupport):
         if wal.exists():
             size += wal.stat().st_size
         return size
+
+    def percentile_cont(
+        self, fraction: float, value: ColumnElement[Any]
+    ) -> ColumnElement[Any] | None:
+        # SQLite has no percentile aggregate. The exact SQL form (row_number() over each
+        # operation's rows, keeping the rows at floor/ceil positions) measured 2.6 to 7 s
+        # over 1M rows on a 2-core machine; streaming the values out and sorting them in
+        # Python took 1.4 s, so callers do that.
+        return None
+
+    def epoch_bucket(
+        self, timestamp: ColumnElement[Any], width: ColumnElement[int]
+    ) -> ColumnElement[int]:
+        # Timestamps are ISO text in UTC ("YYYY-MM-DD HH:MM:SS.ffffff"). strftime('%s')
+        # rounds to the millisecond first (so 59.9999 s would land in the next minute):
+        # cut the fraction off and the whole seconds are exact.
+        seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(timestamp, 1, 19)), sa.Integer)
+        # Integer division truncates towards zero: step back one bucket when the remainder
+        # is negative (a time before 1970), so the result is a floor like PostgreSQL's.
+        return seconds // width - sa.cast(seconds % width < 0, sa.Integer)
