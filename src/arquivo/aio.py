@@ -27,14 +27,16 @@ _T = TypeVar("_T")
 
 
 class AsyncArquivo:
-    """Everything an agent app must not lose, with awaitable methods::
+    """Everything an agent app must not lose, with awaitable methods.
 
-    store = await AsyncArquivo.open()
-    await store.preferences.set("user123", "theme", "dark")
-    await store.conversations.append("user123", "s1", "user", "Hello")
-    async with store.metrics.timer("chat_completion"):
-        ...
-    await store.close()
+    Use it from async code::
+
+        store = await AsyncArquivo.open()
+        await store.preferences.set("user123", "theme", "dark")
+        await store.conversations.append("user123", "s1", "user", "Hello")
+        async with store.metrics.timer("chat_completion"):
+            ...
+        await store.close()
     """
 
     def __init__(self, store: Arquivo, *, max_workers: int | None = None) -> None:
