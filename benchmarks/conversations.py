@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = ("W1", "W2", "W3", "W4", "M1")
+ROUNDS = 6  # W1/W2 alternate raw and arquivo this many times
 PER_SESSION = 100  # messages in every session, in every workload
 CONTENT = ("The quick brown fox jumps over the lazy dog, then asks the agent why. " * 4)[:256]
 ROLES = ("user", "assistant")
@@ -284,26 +285,45 @@ def judged(name: str, unit: str, raw: float | None, arq: float, target: str) -> 
 def rates(
     backend: Backend, name: str, user: str, work: Callable[[Target, int], int], calls: int
 ) -> tuple[float, float]:
-    """Messages per second of ``work(target, calls)``, on a fresh raw database then arquivo."""
-    found = []
-    for side in ("raw", "arquivo"):
-        target = backend.raw(name) if side == "raw" else ArquivoTarget(backend.arquivo(name), user)
-        try:
+    """Messages per second of ``work(target, calls)`` on a fresh raw and arquivo database.
+
+    The calls run in rounds that alternate between the two sides (raw first, then
+    arquivo first), so drift in the machine's speed during the run hits both alike.
+    """
+    raw = backend.raw(name)
+    arq = ArquivoTarget(backend.arquivo(name), user)
+    try:
+        targets = {"raw": raw, "arquivo": arq}
+        done = {"raw": 0, "arquivo": 0}
+        spent = {"raw": 0.0, "arquivo": 0.0}
+        for target in targets.values():
             work(target, 1)  # untimed: the first call pays one-off costs (connect, prepare)
-            start = time.perf_counter()
-            found.append(work(target, calls) / (time.perf_counter() - start))
-        finally:
-            target.close()
-    return found[0], found[1]
+        rounds = max(1, min(ROUNDS, calls))
+        for r in range(rounds):
+            share = calls // rounds + (1 if r < calls % rounds else 0)
+            for side in ("raw", "arquivo") if r % 2 == 0 else ("arquivo", "raw"):
+                start = time.perf_counter()
+                done[side] += work(targets[side], share)
+                spent[side] += time.perf_counter() - start
+    finally:
+        raw.close()
+        arq.close()
+    return done["raw"] / spent["raw"], done["arquivo"] / spent["arquivo"]
 
 
 def w1(backend: Backend, n_sessions: int, user: str) -> list[Row]:
     # Round-robin over the sessions, as concurrent chats interleave in a real table.
     order = [(f"w1-{s}", ROLES[m % 2]) for m in range(PER_SESSION) for s in range(n_sessions)]
 
+    position = {"raw": 0, "arquivo": 0}
+
     def work(target: Target, calls: int) -> int:
-        for session, role in order[:calls]:
+        # Each side walks the same order across rounds.
+        side = "raw" if isinstance(target, (RawSqlite, RawPostgres)) else "arquivo"
+        start = position[side]
+        for session, role in order[start : start + calls]:
             target.append(session, role, CONTENT)
+        position[side] = start + calls
         return calls
 
     name = f"{backend.label}W1 append, 1 msg/txn, {len(order):,} msgs"

@@ -56,6 +56,8 @@ class Arquivo:
             expire_on_commit=False,
         )
         self._local = threading.local()
+        self._open_transactions = 0
+        self._counter_lock = threading.Lock()
         self._closed = False
         self._pool = DriverPool(engine)
         self.preferences = Preferences(self)
@@ -139,10 +141,14 @@ class Arquivo:
             factory = self._read_sessions if read_only else self._sessions
             with factory() as session, session.begin():
                 self._local.session = session
+                with self._counter_lock:
+                    self._open_transactions += 1
                 try:
                     yield session
                 finally:
                     self._local.session = None
+                    with self._counter_lock:
+                        self._open_transactions -= 1
 
     def unit(self, *, write: bool) -> AbstractContextManager[Driver]:
         """The unit of work a domain method runs in, as a raw driver connection.
@@ -151,6 +157,10 @@ class Arquivo:
         transaction (so the method commits or rolls back with it); otherwise a
         transaction of its own, committed when the block ends.
         """
+        # Reading a counter is cheaper than a thread-local: skip it when no thread has
+        # a transaction open (a thread always sees its own increment).
+        if not self._open_transactions:
+            return self._pool.transaction(write=write)
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
             return self._pool.transaction(write=write)

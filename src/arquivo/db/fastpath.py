@@ -14,6 +14,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -56,13 +57,15 @@ class Prepared:
             if not bind.required and bind.callable is None
         }
         self._dialect = dialect
+        #: Whether the statement returns rows (a SELECT, or DML with RETURNING).
+        self.returns_rows = bool(getattr(statement, "exported_columns", ()))
         self._result_types = [
             column.type.dialect_impl(dialect)
             for column in getattr(statement, "exported_columns", ())
         ]
         # Result processors depend on the driver's type codes (psycopg's floats do), so
         # they are resolved from the first execution's cursor description.
-        self._results: list[_Processor] | None = None
+        self._results: list[tuple[int, Callable[[Any], Any]]] | None = None
         #: Rows need no processing: return the driver's tuples as they are.
         self.passthrough = False
 
@@ -72,10 +75,11 @@ class Prepared:
         if len(codes) != len(self._result_types):
             codes = [None] * len(self._result_types)
         self._results = [
-            impl.result_processor(self._dialect, code)
-            for impl, code in zip(self._result_types, codes, strict=True)
+            (index, process)
+            for index, (impl, code) in enumerate(zip(self._result_types, codes, strict=True))
+            if (process := impl.result_processor(self._dialect, code)) is not None
         ]
-        self.passthrough = all(process is None for process in self._results)
+        self.passthrough = not self._results
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """Driver parameters for ``values``, each passed through its column type."""
@@ -95,12 +99,10 @@ class Prepared:
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         """A result row with every column through its type's result processor."""
         assert self._results is not None, "bind_results() runs on the first execution"
-        return tuple(
-            [
-                value if process is None else process(value)
-                for process, value in zip(self._results, raw, strict=True)
-            ]
-        )
+        row = list(raw)
+        for index, process in self._results:
+            row[index] = process(row[index])
+        return tuple(row)
 
 
 Builder = Callable[[DialectSupport], ClauseElement]
@@ -167,6 +169,22 @@ class Driver:
             return rows  # type: ignore[no-any-return]
         return [prepared.row(raw) for raw in rows]
 
+    def insert(self, build: Builder, values: Mapping[str, Any]) -> int:
+        """Run a one-row INSERT and return the new row's id.
+
+        The builder should end with ``support.returning_id(statement, column)``, which
+        asks for the id with RETURNING only where the driver cannot report it for free.
+        """
+        prepared = self._cache.get(build, build)
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(values))
+            if prepared.returns_rows:
+                return int(cursor.fetchone()[0])
+            return int(cursor.lastrowid)
+        finally:
+            cursor.close()
+
     def rowcount(self, build: Builder, values: Mapping[str, Any]) -> int:
         """Run a DML statement and return how many rows it touched."""
         prepared = self._cache.get(build, build)
@@ -176,6 +194,17 @@ class Driver:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+
+_POOLS: weakref.WeakSet[DriverPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DriverPool:
@@ -192,21 +221,26 @@ class DriverPool:
         self.cache = StatementCache(engine.dialect)
         self._idle: list[tuple[Any, float]] = []
         self._max_idle = max_idle
-        self._pid = os.getpid()
+        self._check_idle = self._support.checks_idle_connections
         self._closed = False
+        _POOLS.add(self)
+
+    def _forget_after_fork(self) -> None:
+        # A forked child must not touch its parent's connections (closing them would
+        # disturb the parent's use of the same file or socket): drop them unclosed.
+        self._idle = []
 
     def _acquire(self) -> Any:
         if self._closed:
             raise ArquivoError("this Arquivo store is closed", hint="open a new one")
-        if os.getpid() != self._pid:
-            # A forked child must not touch its parent's connections: forget them.
-            self._idle, self._pid = [], os.getpid()
         while True:
             try:
                 connection, since = self._idle.pop()
             except IndexError:
                 break
-            if self._support.still_usable(connection, time.monotonic() - since):
+            if not self._check_idle or self._support.still_usable(
+                connection, time.monotonic() - since
+            ):
                 return connection
             _close_quietly(connection)
         fairy = self._engine.raw_connection()
@@ -218,7 +252,7 @@ class DriverPool:
         if self._closed or len(self._idle) >= self._max_idle:
             _close_quietly(connection)
         else:
-            self._idle.append((connection, time.monotonic()))
+            self._idle.append((connection, time.monotonic() if self._check_idle else 0.0))
 
     def transaction(self, *, write: bool) -> PooledTransaction:
         """A connection in a new transaction, committed when the block ends normally.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
@@ -10,12 +11,18 @@ import sqlalchemy as sa
 from sqlalchemy.sql.expression import ClauseElement
 
 from arquivo.db.dialects import DialectSupport
-from arquivo.db.fastpath import Driver
+from arquivo.db.fastpath import Builder, Driver
 from arquivo.db.types import utcnow
 from arquivo.domain.base import Facade
 from arquivo.errors import ValidationError
 from arquivo.models import ROLES, ConversationHistory
-from arquivo.validation import check_id, check_json, check_limit, check_text
+from arquivo.validation import (
+    MAX_CONTENT_CHARS,
+    check_id,
+    check_json,
+    check_limit,
+    check_text,
+)
 from arquivo.values import Message, SessionInfo
 
 __all__ = ["Conversations"]
@@ -37,30 +44,52 @@ _FIELDS = ("role", "content", "model", "workspace_path", "extra_data")
 _BATCH = 250
 _ROLE_SET = frozenset(ROLES)
 _FIELD_SET = frozenset(_FIELDS)
-# The parameter names of each row of a multi-row INSERT, made once.
-_ROW_NAMES = [tuple((f"{field}_{i}", field) for field in _FIELDS) for i in range(_BATCH)]
+# The parameter names of each row of a multi-row INSERT, in _FIELDS order, made once.
+_ROW_NAMES = [tuple(f"{field}_{i}" for field in _FIELDS) for i in range(_BATCH)]
 # "No bound" values for the paging parameters, so one prepared statement serves all calls.
 _NO_LIMIT = 1_000_000
 _NO_CURSOR = 2**63 - 1
 
 
-def _insert_values(n: int) -> dict[str, Any]:
+def _insert_values(n: int, present: tuple[str, ...]) -> dict[str, Any]:
     # Parameter names carry the row number so one statement can insert n rows.
+    # Optional columns are named only when set: binding NULLs costs the write path a
+    # measurable share, and most messages have none of them.
+    fields = [f for f in _FIELDS if f not in _OPTIONAL or f in present]
     return {
         "user_id": sa.bindparam("user_id"),
         "session_id": sa.bindparam("session_id"),
         "created_at": sa.bindparam("now", type_=_T.c.created_at.type),
-        **{f: sa.bindparam(f"{f}_{n}", type_=_T.c[f].type) for f in _FIELDS},
+        **{f: sa.bindparam(f"{f}_{n}", type_=_T.c[f].type) for f in fields},
     }
 
 
-def _insert_one(_: DialectSupport) -> ClauseElement:
-    return sa.insert(_T).values(**_insert_values(0)).returning(_T.c.id)
+_OPTIONAL = ("model", "workspace_path", "extra_data")
+_OPTIONAL_POSITIONS = [(_FIELDS.index(field), field) for field in _OPTIONAL]
 
 
-def _insert_rows(count: int) -> Any:
+def _insert_one(present: tuple[str, ...]) -> Builder:
+    def build(support: DialectSupport) -> ClauseElement:
+        statement = sa.insert(_T).values(**_insert_values(0, present))
+        return support.returning_id(statement, _T.c.id)
+
+    return build
+
+
+# One builder per combination of optional columns set (there are eight).
+_INSERT_ONE = {
+    present: _insert_one(present)
+    for present in (
+        tuple(f for f, keep in zip(_OPTIONAL, mask, strict=True) if keep)
+        for mask in itertools.product((False, True), repeat=len(_OPTIONAL))
+    )
+}
+
+
+def _insert_rows(count: int, present: tuple[str, ...]) -> Builder:
     def build(_: DialectSupport) -> ClauseElement:
-        return sa.insert(_T).values([_insert_values(i) for i in range(count)]).returning(_T.c.id)
+        rows = [_insert_values(i, present) for i in range(count)]
+        return sa.insert(_T).values(rows).returning(_T.c.id)
 
     return build
 
@@ -136,15 +165,43 @@ def _message(row: tuple[Any, ...]) -> Message:
 
 
 def _check_message(index: int | None, role: object, content: object, extra: object) -> None:
-    where = "" if index is None else f"messages[{index}]."
+    # Field names are only formatted on the way to an error: this runs per message.
     if role not in _ROLE_SET:
         raise ValidationError(
-            f"{where}role must be one of {', '.join(ROLES)}, not {role!r}",
+            f"{_where(index)}role must be one of {', '.join(ROLES)}, not {role!r}",
             hint="map other roles (function, developer...) to 'tool' or 'system'",
         )
-    check_text(f"{where}content", content)
+    if type(content) is not str or len(content) > MAX_CONTENT_CHARS or "\x00" in content:
+        check_text(f"{_where(index)}content", content)
     if extra is not None:
-        check_json(f"{where}extra_data", extra)
+        check_json(f"{_where(index)}extra_data", extra)
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None else f"messages[{index}]."
+
+
+def _row(index: int, message: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One message of ``append_many``, validated, as a tuple in ``_FIELDS`` order."""
+    if type(message) is not dict and not isinstance(message, Mapping):
+        raise ValidationError(
+            f"messages[{index}] must be a mapping with role and content, "
+            f"not {type(message).__name__}"
+        )
+    if not message.keys() <= _FIELD_SET:
+        unknown = sorted(set(message) - _FIELD_SET)
+        raise ValidationError(
+            f"messages[{index}] has unknown fields: {unknown}",
+            hint=f"a message may have {', '.join(_FIELDS)}",
+        )
+    get = message.get
+    row = (get("role"), get("content"), get("model"), get("workspace_path"), get("extra_data"))
+    _check_message(index, row[0], row[1], row[4])
+    if row[2] is not None:
+        check_id(f"messages[{index}].model", row[2])
+    if row[3] is not None:
+        check_text(f"messages[{index}].workspace_path", row[3], max_chars=4096)
+    return row
 
 
 class Conversations(Facade):
@@ -190,8 +247,10 @@ class Conversations(Facade):
             "workspace_path_0": workspace_path,
             "extra_data_0": extra_data,
         }
+        optional = (model, workspace_path, extra_data)
+        present = tuple(f for f, v in zip(_OPTIONAL, optional, strict=True) if v is not None)
         with self._store.unit(write=True) as driver:
-            ((message_id,),) = driver.execute(_insert_one, values)
+            message_id = driver.insert(_INSERT_ONE[present], values)
         return Message(
             message_id, user_id, session_id, role, content, model, workspace_path, extra_data, now
         )
@@ -209,52 +268,19 @@ class Conversations(Facade):
         """
         check_id("user_id", user_id)
         check_id("session_id", session_id)
-        rows = [self._row(i, m) for i, m in enumerate(messages)]
+        rows = [_row(i, m) for i, m in enumerate(messages)]
         if not rows:
             return []
         now = utcnow()
         ids: list[int] = []
         with self._store.unit(write=True) as driver:
             for start in range(0, len(rows), _BATCH):
-                ids.extend(
-                    _insert_batch(driver, user_id, session_id, now, rows[start : start + _BATCH])
-                )
+                batch = rows[start : start + _BATCH]
+                ids.extend(_insert_batch(driver, user_id, session_id, now, batch))
         return [
-            Message(
-                i,
-                user_id,
-                session_id,
-                r["role"],
-                r["content"],
-                r["model"],
-                r["workspace_path"],
-                r["extra_data"],
-                now,
-            )
+            Message(i, user_id, session_id, r[0], r[1], r[2], r[3], r[4], now)
             for i, r in zip(ids, rows, strict=True)
         ]
-
-    @staticmethod
-    def _row(index: int, message: Mapping[str, Any]) -> dict[str, Any]:
-        if not isinstance(message, Mapping):
-            raise ValidationError(
-                f"messages[{index}] must be a mapping with role and content, "
-                f"not {type(message).__name__}"
-            )
-        if not message.keys() <= _FIELD_SET:
-            unknown = sorted(set(message) - _FIELD_SET)
-            raise ValidationError(
-                f"messages[{index}] has unknown fields: {unknown}",
-                hint=f"a message may have {', '.join(_FIELDS)}",
-            )
-        get = message.get
-        row = {field: get(field) for field in _FIELDS}
-        _check_message(index, row["role"], row["content"], row["extra_data"])
-        if row["model"] is not None:
-            check_id(f"messages[{index}].model", row["model"])
-        if row["workspace_path"] is not None:
-            check_text(f"messages[{index}].workspace_path", row["workspace_path"], max_chars=4096)
-        return row
 
     def history(
         self,
@@ -332,12 +358,22 @@ class Conversations(Facade):
 
 
 def _insert_batch(
-    driver: Driver, user_id: str, session_id: str, now: datetime, rows: list[dict[str, Any]]
+    driver: Driver,
+    user_id: str,
+    session_id: str,
+    now: datetime,
+    rows: list[tuple[Any, ...]],
 ) -> list[int]:
     values: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "now": now}
     for names, row in zip(_ROW_NAMES, rows, strict=False):
-        for name, field in names:
-            values[name] = row[field]
-    result = driver.execute(_insert_rows(len(rows)), values, key=("insert_rows", len(rows)))
+        values.update(zip(names, row, strict=True))
+    present = tuple(
+        field
+        for position, field in _OPTIONAL_POSITIONS
+        if any(row[position] is not None for row in rows)
+    )
+    result = driver.execute(
+        _insert_rows(len(rows), present), values, key=("insert_rows", len(rows), present)
+    )
     # RETURNING gives no order guarantee; ids are handed out in VALUES order.
     return sorted(row[0] for row in result)

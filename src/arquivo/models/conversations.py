@@ -8,7 +8,7 @@ from sqlalchemy import CheckConstraint, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from arquivo.db.types import BigIntPK, JSONType
-from arquivo.models.base import Base, CreatedAtMixin
+from arquivo.models.base import Base, CreatedAtMixin, one_of
 
 __all__ = ["ROLES", "ConversationHistory"]
 
@@ -21,7 +21,7 @@ class ConversationHistory(CreatedAtMixin, Base):
 
     __tablename__ = "conversation_history"
     __table_args__ = (
-        CheckConstraint(f"role IN ({', '.join(repr(r) for r in ROLES)})", name="role"),
+        CheckConstraint(one_of("role", ROLES), name="role"),
         # The one index: a session's history in append order ("the last N" are read
         # from its end), a user's sessions, and any lookup by user. Each extra index
         # would tax every append, the hottest write there is.

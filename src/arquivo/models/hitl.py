@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from arquivo.db.types import JSONType, UTCDateTime
-from arquivo.models.base import Base, CreatedAtMixin, TimestampMixin
+from arquivo.models.base import Base, CreatedAtMixin, TimestampMixin, one_of
 
 __all__ = ["HITL_STATUSES", "HITLAction", "HITLSession"]
 
@@ -27,7 +27,7 @@ class HITLSession(TimestampMixin, Base):
 
     __tablename__ = "hitl_sessions"
     __table_args__ = (
-        CheckConstraint(f"status IN ({', '.join(repr(s) for s in HITL_STATUSES)})", name="status"),
+        CheckConstraint(one_of("status", HITL_STATUSES), name="status"),
         Index(None, "status", "created_at"),
         Index(None, "workflow_id", "step_id"),
     )

@@ -104,6 +104,9 @@ class DialectSupport:
         """Whether ``exc`` means the raw connection is broken and must be discarded."""
         return False
 
+    #: Whether idle hot-path connections may go stale (a server can drop them).
+    checks_idle_connections: ClassVar[bool] = False
+
     def still_usable(self, connection: Any, idle_seconds: float) -> bool:
         """Whether an idle raw connection can be handed out again."""
         return True
@@ -130,6 +133,10 @@ class DialectSupport:
                 set_={name: insert.excluded[name] for name in update},
             ),
         )
+
+    def returning_id(self, statement: Insert, column: ColumnElement[Any]) -> ClauseElement:
+        """``statement`` made to report the new row's id to :meth:`Driver.insert`."""
+        return statement.returning(column)
 
     def database_size(self, engine: Engine) -> int | None:
         """Bytes the database takes on disk, when that can be known."""

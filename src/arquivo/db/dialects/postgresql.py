@@ -37,6 +37,7 @@ class PostgresSupport(DialectSupport):
     """PostgreSQL 13+ with the psycopg 3 driver."""
 
     name = "postgresql"
+    checks_idle_connections = True
 
     def prepare(self, url: URL) -> None:
         try:
@@ -84,6 +85,11 @@ class PostgresSupport(DialectSupport):
         import psycopg
 
         return (psycopg.Error,)
+
+    def begin_driver(self, connection: Any, *, write: bool) -> None:
+        # Reads in autocommit: no BEGIN/COMMIT round trips around a single SELECT.
+        if connection.autocommit == write:
+            connection.autocommit = not write
 
     def is_disconnect(self, exc: BaseException) -> bool:
         return type(exc).__name__ == "OperationalError"

@@ -12,7 +12,7 @@ from sqlalchemy import URL, Connection, Engine, Table, event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.expression import ClauseElement, ColumnElement
 
 from arquivo.db.dialects.base import READ_ONLY_OPTION, DialectSupport
 from arquivo.db.urls import sqlite_path
@@ -140,6 +140,10 @@ class SqliteSupport(DialectSupport):
 
     def insert(self, table: Table) -> Insert:
         return sqlite_dialect.insert(table)
+
+    def returning_id(self, statement: Insert, column: ColumnElement[Any]) -> ClauseElement:
+        # The driver's cursor.lastrowid is free; RETURNING costs a result row.
+        return statement
 
     def driver_error_types(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)

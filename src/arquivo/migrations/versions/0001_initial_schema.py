@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("extra_data", JSON, nullable=True),
         *_timestamps(updated=False),
         sa.CheckConstraint(
-            "role IN ('system', 'user', 'assistant', 'tool')",
+            "role = 'system' OR role = 'user' OR role = 'assistant' OR role = 'tool'",
             name=op.f("ck_conversation_history_role"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_history")),
@@ -112,7 +112,8 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         *_timestamps(updated=True),
         sa.CheckConstraint(
-            "status IN ('pending', 'approved', 'rejected', 'completed', 'cancelled', 'expired')",
+            "status = 'pending' OR status = 'approved' OR status = 'rejected' "
+            "OR status = 'completed' OR status = 'cancelled' OR status = 'expired'",
             name=op.f("ck_hitl_sessions_status"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_hitl_sessions")),

@@ -1,0 +1,31 @@
+"""The benchmark script runs end to end (its short version; full figures go in the notes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_conversations_benchmark_quick_prints_every_figure() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "conversations.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("\n{") :])
+    rows = {row["name"].split(" ")[0]: row for row in report["results"]}
+    assert {"W1", "W2", "W3", "W4", "M1"} <= set(rows)
+    for row in report["results"]:
+        assert row["arquivo"] is not None, row
+    # Correctness, not speed: concurrent writers never see "database is locked".
+    errors = [row for row in report["results"] if "errors" in row["name"]]
+    assert errors
+    assert all(row["arquivo"] == 0 for row in errors)
