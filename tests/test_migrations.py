@@ -202,6 +202,26 @@ def test_plain_alembic_works_from_the_repository_root(backend: Backend) -> None:
         engine.dispose()
 
 
+def test_the_head_constant_is_the_single_head_of_the_shipped_revisions() -> None:
+    assert migrate.script_heads() == [migrate.head_revision()]
+
+
+def test_opening_a_current_store_does_not_import_alembic(backend: Backend) -> None:
+    with Arquivo.open(backend.url):
+        pass
+    script = (
+        "import sys\n"
+        "from arquivo import Arquivo\n"
+        f"with Arquivo.open({backend.url!r}) as store:\n"
+        "    store.preferences.set('u', 'k', 1)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
 def test_history_lists_the_shipped_revisions() -> None:
     revisions = migrate.history()
     assert revisions[0].is_head
