@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,8 +11,6 @@ from rich.table import Table
 from rich.text import Text
 
 from arquivo.cli.context import out_console, print_json, state
-from arquivo.store import Arquivo
-from arquivo.values import AgentRecord, AgentVersion
 
 __all__ = ["app"]
 
@@ -27,20 +22,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 NameArgument = Annotated[str, typer.Argument(help="The agent's name.", show_default=False)]
 # Instructions are shown up to this many characters in tables (all of them in --json).
 _PREVIEW = 60
-
-
-@contextmanager
-def _store(ctx: typer.Context) -> Iterator[Arquivo]:
-    settings = state(ctx).settings()
-    with Arquivo.open(settings.database_url, settings=settings) as store:
-        yield store
-
-
-def _plain(value: AgentRecord | AgentVersion) -> dict[str, Any]:
-    return {
-        key: item.isoformat() if isinstance(item, datetime) else item
-        for key, item in dataclasses.asdict(value).items()
-    }
 
 
 def _preview(text: str | None) -> Text:
@@ -62,10 +43,10 @@ def _when(moment: datetime) -> str:
 @app.command("list")
 def list_agents(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the agents with their model and current version, sorted by name."""
-    with _store(ctx) as store:
+    with state(ctx).store() as store:
         agents = store.agents.list()
     if as_json:
-        print_json([_plain(agent) for agent in agents])
+        print_json(agents)
         return
     table = Table("name", "model", "version", "tools", "updated", title="Agents")
     for agent in agents:
@@ -91,10 +72,10 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show an agent's definition and memory (or an older version's definition)."""
-    with _store(ctx) as store:
+    with state(ctx).store() as store:
         agent = store.agents.get(name, version=version)
     if as_json:
-        print_json(_plain(agent))
+        print_json(agent)
         return
     table = Table(show_header=False, title=Text(f"Agent {agent.name}"))
     table.add_row("version", str(agent.version))
@@ -110,10 +91,10 @@ def show(
 @app.command()
 def versions(ctx: typer.Context, name: NameArgument, as_json: JsonOption = False) -> None:
     """List every version of an agent's definition, oldest first (the last is current)."""
-    with _store(ctx) as store:
+    with state(ctx).store() as store:
         history = store.agents.versions(name)
     if as_json:
-        print_json([_plain(v) for v in history])
+        print_json(history)
         return
     table = Table(
         "version", "model", "instructions", "tools", "created", title=Text(f"Versions of {name}")
@@ -143,7 +124,7 @@ def rollback(
 
     The agent's memory is left as it is.
     """
-    with _store(ctx) as store:
+    with state(ctx).store() as store:
         # Both reads fail (NotFoundError) before anything is asked for an unknown
         # agent or version.
         current = store.agents.get(name)
@@ -156,7 +137,7 @@ def rollback(
             )
         agent = store.agents.rollback(name, version)
     if as_json:
-        print_json(_plain(agent))
+        print_json(agent)
     elif agent.version == current.version:
         typer.echo(f"{name}: version {current.version} already has that definition; no change")
     else:

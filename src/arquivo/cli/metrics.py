@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -15,7 +12,6 @@ from rich.table import Table
 from arquivo.cli.context import out_console, print_json, state
 from arquivo.domain.metrics import parse_duration
 from arquivo.errors import ValidationError
-from arquivo.store import Arquivo
 
 __all__ = ["app"]
 
@@ -31,13 +27,6 @@ OperationOption = Annotated[
 SINCE_HELP = (
     "Only measurements since then: a duration back from now (30m, 24h, 7d) or an ISO datetime"
 )
-
-
-@contextmanager
-def _open(ctx: typer.Context) -> Iterator[Arquivo]:
-    settings = state(ctx).settings()
-    with Arquivo.open(settings.database_url, settings=settings) as store:
-        yield store
 
 
 def _since(text: str | None) -> datetime | None:
@@ -58,11 +47,6 @@ def _since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _jsonable(value: Any) -> dict[str, Any]:
-    fields = dataclasses.asdict(value)
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in fields.items()}
-
-
 def _ms(value: float) -> str:
     return f"{value:,.1f}"
 
@@ -76,10 +60,10 @@ def summary(
 ) -> None:
     """Per operation: count, error rate and latency (mean, p50, p95, p99, max) in ms."""
     start = _since(since)
-    with _open(ctx) as store:
+    with state(ctx).store() as store:
         stats = store.metrics.summary(operation, since=start)
     if json:
-        print_json({name: _jsonable(s) for name, s in stats.items()})
+        print_json(stats)
         return
     since_text = "" if start is None else f" since {start:%Y-%m-%d %H:%M} UTC"
     if not stats:
@@ -112,10 +96,10 @@ def list_measurements(
 ) -> None:
     """The most recent measurements, newest first."""
     start = _since(since)
-    with _open(ctx) as store:
+    with state(ctx).store() as store:
         records = store.metrics.list(operation, since=start, limit=limit)
     if json:
-        print_json([_jsonable(r) for r in records])
+        print_json(records)
         return
     table = Table()
     table.add_column("id", justify="right")
@@ -146,10 +130,10 @@ def timeseries(
 ) -> None:
     """OPERATION's count, errors and latency per time bucket (buckets aligned to UTC)."""
     start = _since(since)
-    with _open(ctx) as store:
+    with state(ctx).store() as store:
         buckets = store.metrics.timeseries(operation, bucket=bucket, since=start)
     if json:
-        print_json([_jsonable(b) for b in buckets])
+        print_json(buckets)
         return
     table = Table(title=escape(f"{operation}, per {bucket}"))
     table.add_column("start (UTC)")
