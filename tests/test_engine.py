@@ -152,6 +152,16 @@ def test_postgres_pool_is_sized_and_pre_pings(postgres_backend: Backend) -> None
             assert name == "arquivo"
 
 
+def test_statement_timeout_keeps_the_urls_own_options(postgres_backend: Backend) -> None:
+    url = sa.make_url(postgres_backend.url).update_query_dict(
+        {"options": "-c search_path=public -c lock_timeout=1234"}
+    )
+    settings = Settings(statement_timeout_ms=2500)
+    with Arquivo.open(url, settings=settings) as store, store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "2500ms"
+        assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == "1234ms"
+
+
 def test_read_only_transactions_are_enforced_on_postgres(postgres_backend: Backend) -> None:
     with (
         Arquivo.open(postgres_backend.url) as store,

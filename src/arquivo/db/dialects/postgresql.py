@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ColumnElement
 
-from arquivo.db.dialects.base import DialectSupport
+from arquivo.db.dialects.base import DialectSupport, Listener
 from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
@@ -31,6 +32,31 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"arquivo", "big")
 
 # Hot-path connections idle for longer than this are pinged before reuse.
 _TRUST_IDLE_S = 30.0
+
+
+class _PostgresListener(Listener):
+    """``LISTEN`` on a psycopg connection of its own, in autocommit mode."""
+
+    def __init__(self, connection: Any, channel: str) -> None:
+        from psycopg import sql
+
+        self._connection = connection
+        connection.autocommit = True
+        connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def wait(self, timeout: float) -> bool:
+        # notifies() returns after the first notification or when the timeout passes.
+        received = False
+        for _notification in self._connection.notifies(timeout=max(timeout, 0.0), stop_after=1):
+            received = True
+        return received
+
+    def close(self) -> None:
+        import psycopg
+
+        # A broken connection is being thrown away anyway.
+        with contextlib.suppress(psycopg.Error):
+            self._connection.close()
 
 
 class PostgresSupport(DialectSupport):
@@ -54,7 +80,11 @@ class PostgresSupport(DialectSupport):
             "application_name": "arquivo",
         }
         if settings.statement_timeout_ms:
-            connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+            # connect_args replace the URL's own ?options=..., so keep those too.
+            given = url.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            timeout = f"-c statement_timeout={settings.statement_timeout_ms}"
+            connect_args["options"] = f"{given} {timeout}".strip()
         return {
             "pool_size": settings.pool_size,
             "max_overflow": settings.max_overflow,
@@ -169,3 +199,21 @@ class PostgresSupport(DialectSupport):
     ) -> ColumnElement[int]:
         # extract(epoch) keeps the microseconds (numeric), so floor() is exact at the edges.
         return sa.cast(sa.func.floor(sa.extract("epoch", timestamp) / width), sa.BigInteger)
+
+    def notify(self, connection: Any, channel: str, payload: str) -> None:
+        # pg_notify() (unlike NOTIFY) takes its arguments as parameters; the server
+        # queues it with the transaction and delivers it at COMMIT, never on ROLLBACK.
+        connection.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    def listen(self, engine: Engine, channel: str) -> Listener | None:
+        # Made by the engine so its connect arguments apply, then taken out of the pool:
+        # it lives only as long as the wait and must not be handed to anyone else.
+        fairy = engine.raw_connection()
+        connection = fairy.driver_connection
+        fairy.detach()
+        assert connection is not None
+        try:
+            return _PostgresListener(connection, channel)
+        except BaseException:
+            connection.close()
+            raise
