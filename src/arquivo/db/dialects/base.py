@@ -17,11 +17,26 @@ from sqlalchemy.sql.expression import ClauseElement, ColumnElement
 from arquivo.errors import ArquivoError, ValidationError
 from arquivo.settings import Settings
 
-__all__ = ["READ_ONLY_OPTION", "DialectSupport"]
+__all__ = ["READ_ONLY_OPTION", "DialectSupport", "Listener"]
 
 # Execution option marking a transaction that will only read. SQLite then starts a
 # deferred transaction (no write lock); PostgreSQL a READ ONLY one.
 READ_ONLY_OPTION = "arquivo_read_only"
+
+
+class Listener:
+    """A dedicated connection subscribed to a notification channel.
+
+    Subclasses deliver notifications; this base class never receives one, so a waiter
+    using it just sleeps out each interval (and polls).
+    """
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; ``True`` if a notification arrived."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection. Idempotent."""
 
 
 class DialectSupport:
@@ -161,3 +176,14 @@ class DialectSupport:
         ``width`` in whole seconds; bucket ``k`` starts at ``k * width`` seconds.
         """
         raise NotImplementedError
+
+    def notify(self, connection: Any, channel: str, payload: str) -> None:
+        """Send ``payload`` on ``channel`` from inside the caller's transaction.
+
+        Delivered to listeners only if, and when, that transaction commits. A no-op
+        where the database has no notifications (waiters poll there instead).
+        """
+
+    def listen(self, engine: Engine, channel: str) -> Listener | None:
+        """A dedicated connection listening on ``channel``, or ``None`` if unsupported."""
+        return None
