@@ -21,11 +21,12 @@ from types import ModuleType
 from arquivo.domain.agents import Agents
 from arquivo.domain.base import Facade
 from arquivo.domain.conversations import Conversations
+from arquivo.domain.hitl import HITL
 from arquivo.domain.metrics import Metrics
 from arquivo.domain.preferences import Preferences
 
 TARGET = Path(__file__).resolve().parents[1] / "src" / "arquivo" / "aio_facades.py"
-FACADES: list[type[Facade]] = [Preferences, Conversations, Metrics, Agents]
+FACADES: list[type[Facade]] = [Preferences, Conversations, Metrics, Agents, HITL]
 # Methods that are not blocking calls: handed through as they are.
 PASS_THROUGH = {("Metrics", "timer")}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

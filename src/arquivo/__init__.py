@@ -23,6 +23,7 @@ from arquivo.errors import (
     SchemaTooNewError,
     StorageFullError,
     ValidationError,
+    WaitTimeoutError,
 )
 from arquivo.models import (
     Agent,
@@ -37,6 +38,8 @@ from arquivo.store import Arquivo
 from arquivo.values import (
     AgentRecord,
     AgentVersion,
+    HITLActionRecord,
+    HITLRequest,
     Message,
     MetricBucket,
     MetricRecord,
@@ -64,6 +67,8 @@ __all__ = [
     "DatabaseUnavailableError",
     "DuplicateError",
     "HITLAction",
+    "HITLActionRecord",
+    "HITLRequest",
     "HITLSession",
     "Message",
     "MetricBucket",
@@ -80,6 +85,7 @@ __all__ = [
     "SystemMetric",
     "UserPreference",
     "ValidationError",
+    "WaitTimeoutError",
     "__version__",
     "get_database_service",
     "get_db_session",

@@ -17,7 +17,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import URL
 
-from arquivo.aio_facades import AsyncAgents, AsyncConversations, AsyncMetrics, AsyncPreferences
+from arquivo.aio_facades import (
+    AsyncAgents,
+    AsyncConversations,
+    AsyncHITL,
+    AsyncMetrics,
+    AsyncPreferences,
+)
 from arquivo.settings import Settings
 from arquivo.store import Arquivo
 
@@ -58,6 +64,8 @@ class AsyncArquivo:
         """System metrics (awaitable; ``timer`` works with ``async with``)."""
         self.agents = AsyncAgents(store.agents, self._run)
         """The agent registry (awaitable)."""
+        self.hitl = AsyncHITL(store.hitl, self._run)
+        """Human-in-the-loop sessions (awaitable; ``wait`` blocks a worker thread)."""
 
     @classmethod
     async def open(

@@ -14,11 +14,14 @@ from typing import Any, Protocol, TypeVar
 
 from arquivo.domain.agents import Agents
 from arquivo.domain.conversations import Conversations
+from arquivo.domain.hitl import HITL
 from arquivo.domain.metrics import Metrics, Timer
 from arquivo.domain.preferences import Preferences
 from arquivo.values import (
     AgentRecord,
     AgentVersion,
+    HITLActionRecord,
+    HITLRequest,
     Message,
     MetricBucket,
     MetricRecord,
@@ -26,7 +29,14 @@ from arquivo.values import (
     SessionInfo,
 )
 
-__all__ = ["AsyncAgents", "AsyncConversations", "AsyncMetrics", "AsyncPreferences", "Runner"]
+__all__ = [
+    "AsyncAgents",
+    "AsyncConversations",
+    "AsyncHITL",
+    "AsyncMetrics",
+    "AsyncPreferences",
+    "Runner",
+]
 
 _T = TypeVar("_T")
 
@@ -266,3 +276,115 @@ class AsyncAgents:
     async def rollback(self, name: str, version: int) -> AgentRecord:
         """Make an old version's definition current again, as a new version; see :meth:`arquivo.domain.agents.Agents.rollback`."""
         return await self._run(functools.partial(self._sync.rollback, name, version))
+
+
+class AsyncHITL:
+    """Human-in-the-loop sessions: request, decide once, audit, wait (async twin of :class:`HITL`)."""
+
+    __slots__ = ("_run", "_sync")
+
+    def __init__(self, sync: HITL, run: Runner) -> None:
+        self._sync = sync
+        self._run = run
+
+    async def request(
+        self,
+        workflow_id: str,
+        step_id: str,
+        request_data: Any,
+        *,
+        user_id: str | None = None,
+        kind: str = "approval",
+        expires_in: float | timedelta | None = None,
+    ) -> HITLRequest:
+        """Ask a person: create a pending session (and its ``created`` audit event); see :meth:`arquivo.domain.hitl.HITL.request`."""
+        return await self._run(
+            functools.partial(
+                self._sync.request,
+                workflow_id,
+                step_id,
+                request_data,
+                user_id=user_id,
+                kind=kind,
+                expires_in=expires_in,
+            )
+        )
+
+    async def approve(
+        self, id: str, *, actor: str, response_data: Any = None, comment: str | None = None
+    ) -> HITLRequest:
+        """Approve an ``approval`` or ``review`` session; see :meth:`arquivo.domain.hitl.HITL.approve`."""
+        return await self._run(
+            functools.partial(
+                self._sync.approve, id, actor=actor, response_data=response_data, comment=comment
+            )
+        )
+
+    async def reject(self, id: str, *, actor: str, reason: str) -> HITLRequest:
+        """Reject a session of any kind, saying why; see :meth:`arquivo.domain.hitl.HITL.reject`."""
+        return await self._run(functools.partial(self._sync.reject, id, actor=actor, reason=reason))
+
+    async def respond(self, id: str, *, actor: str, response_data: Any) -> HITLRequest:
+        """Answer an ``input`` session, or a ``review`` with edited data: ``completed``; see :meth:`arquivo.domain.hitl.HITL.respond`."""
+        return await self._run(
+            functools.partial(self._sync.respond, id, actor=actor, response_data=response_data)
+        )
+
+    async def cancel(self, id: str, *, actor: str, reason: str | None = None) -> HITLRequest:
+        """Withdraw a pending session (the workflow no longer needs the answer); see :meth:`arquivo.domain.hitl.HITL.cancel`."""
+        return await self._run(functools.partial(self._sync.cancel, id, actor=actor, reason=reason))
+
+    async def comment(self, id: str, *, actor: str, text: str) -> HITLActionRecord:
+        """Add a remark to a session's audit trail (open or closed); returns the event; see :meth:`arquivo.domain.hitl.HITL.comment`."""
+        return await self._run(functools.partial(self._sync.comment, id, actor=actor, text=text))
+
+    async def expire_due(self) -> int:
+        """Store the expiry of every pending session past ``expires_at``; returns how many; see :meth:`arquivo.domain.hitl.HITL.expire_due`."""
+        return await self._run(functools.partial(self._sync.expire_due))
+
+    async def get(self, id: str, *, viewed_by: str | None = None) -> HITLRequest:
+        """One session as it stands now; see :meth:`arquivo.domain.hitl.HITL.get`."""
+        return await self._run(functools.partial(self._sync.get, id, viewed_by=viewed_by))
+
+    async def pending(
+        self, workflow_id: str | None = None, user_id: str | None = None, *, limit: int = 1000
+    ) -> builtins.list[HITLRequest]:
+        """Sessions waiting for a decision (never an expired one), oldest first; see :meth:`arquivo.domain.hitl.HITL.pending`."""
+        return await self._run(
+            functools.partial(self._sync.pending, workflow_id, user_id, limit=limit)
+        )
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        workflow_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[HITLRequest]:
+        """Sessions, newest first, a page at a time; see :meth:`arquivo.domain.hitl.HITL.list`."""
+        return await self._run(
+            functools.partial(
+                self._sync.list,
+                status=status,
+                since=since,
+                workflow_id=workflow_id,
+                user_id=user_id,
+                limit=limit,
+                offset=offset,
+            )
+        )
+
+    async def actions(self, id: str) -> builtins.list[HITLActionRecord]:
+        """A session's audit trail, oldest event first; see :meth:`arquivo.domain.hitl.HITL.actions`."""
+        return await self._run(functools.partial(self._sync.actions, id))
+
+    async def wait(
+        self, id: str, timeout: float | None = None, *, poll_interval: float = 0.05
+    ) -> HITLRequest:
+        """Block until the session leaves ``pending``; return it; see :meth:`arquivo.domain.hitl.HITL.wait`."""
+        return await self._run(
+            functools.partial(self._sync.wait, id, timeout, poll_interval=poll_interval)
+        )

@@ -17,7 +17,8 @@ never lost::
     ├── ValidationError (ValueError)  bad input from the caller; nothing was written
     ├── NotFoundError (LookupError)   the thing asked for does not exist
     ├── DuplicateError                a unique key is already taken
-    └── ConflictError                 a concurrent change won a compare-and-set
+    ├── ConflictError                 a concurrent change won a compare-and-set
+    └── WaitTimeoutError (TimeoutError) a wait ended before what it waited for happened
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "SchemaTooNewError",
     "StorageFullError",
     "ValidationError",
+    "WaitTimeoutError",
 ]
 
 
@@ -132,3 +134,9 @@ class ConflictError(ArquivoError):
     """A concurrent change got there first (a lost compare-and-set)."""
 
     default_hint = "reload the object and decide again"
+
+
+class WaitTimeoutError(ArquivoError, TimeoutError):
+    """A wait (e.g. ``store.hitl.wait``) timed out before its condition came true."""
+
+    default_hint = "wait again with a longer timeout; nothing was changed"

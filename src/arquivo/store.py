@@ -18,6 +18,7 @@ from arquivo.db.migrate import ensure_schema
 from arquivo.db.urls import hide_password
 from arquivo.domain.agents import Agents
 from arquivo.domain.conversations import Conversations
+from arquivo.domain.hitl import HITL
 from arquivo.domain.metrics import Metrics
 from arquivo.domain.preferences import Preferences
 from arquivo.errors import ArquivoError
@@ -68,6 +69,8 @@ class Arquivo:
         """System metrics: ``record``, ``timer``, ``list``, ``summary``, ``timeseries``."""
         self.agents = Agents(self)
         """The agent registry: ``upsert``, ``get``, ``list``, ``versions``, ``rollback``..."""
+        self.hitl = HITL(self)
+        """Human-in-the-loop sessions: ``request``, ``approve``, ``reject``, ``wait``..."""
 
     @classmethod
     def open(

@@ -9,6 +9,8 @@ from typing import Any
 __all__ = [
     "AgentRecord",
     "AgentVersion",
+    "HITLActionRecord",
+    "HITLRequest",
     "Message",
     "MetricBucket",
     "MetricRecord",
@@ -175,4 +177,68 @@ class AgentVersion:
     model: str
     instructions: str | None
     tools: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HITLRequest:
+    """A human-in-the-loop session: a workflow step waiting for (or holding) a decision.
+
+    Attributes:
+        id: Its unique id (a UUID).
+        workflow_id: The workflow that asked.
+        step_id: The step of that workflow.
+        user_id: The person (or team) it is for, if any.
+        kind: ``approval``, ``input`` or ``review``.
+        status: ``pending``, ``approved``, ``rejected``, ``completed``, ``cancelled``
+            or ``expired``. A pending session past ``expires_at`` reads as ``expired``
+            even before ``expire_due()`` has recorded it.
+        request_data: What the workflow asks about (JSON).
+        response_data: What the person answered (JSON), once decided.
+        decided_by: Who closed it (``system`` for an expiry).
+        created_at: When it was requested (UTC).
+        updated_at: When it last changed (UTC).
+        expires_at: When it stops accepting decisions, if ever.
+        completed_at: When it left ``pending``.
+    """
+
+    id: str
+    workflow_id: str | None
+    step_id: str | None
+    user_id: str | None
+    kind: str
+    status: str
+    request_data: Any
+    response_data: Any
+    decided_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    completed_at: datetime | None
+
+    @property
+    def is_pending(self) -> bool:
+        """Whether it still waits for a decision."""
+        return self.status == "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class HITLActionRecord:
+    """One event of a HITL session's append-only audit trail.
+
+    Attributes:
+        id: Its unique id.
+        session_id: The session.
+        action_type: ``created``, ``viewed``, ``commented``, ``decided``, ``cancelled``
+            or ``expired``.
+        actor: Who did it (``system`` for an expiry).
+        data: Details (JSON): for ``decided``, the status and the response.
+        created_at: When it happened (UTC).
+    """
+
+    id: str
+    session_id: str
+    action_type: str
+    actor: str | None
+    data: Any
     created_at: datetime

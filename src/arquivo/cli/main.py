@@ -12,6 +12,7 @@ from rich.markup import escape
 from arquivo.cli import agents as agents_commands
 from arquivo.cli import db as db_commands
 from arquivo.cli import history as history_commands
+from arquivo.cli import hitl as hitl_commands
 from arquivo.cli import metrics as metrics_commands
 from arquivo.cli import prefs as prefs_commands
 from arquivo.cli.context import CliState, err_console, render_error
@@ -31,6 +32,7 @@ app.add_typer(prefs_commands.app, name="prefs")
 app.add_typer(history_commands.app, name="history")
 app.add_typer(metrics_commands.app, name="metrics")
 app.add_typer(agents_commands.app, name="agents")
+app.add_typer(hitl_commands.app, name="hitl")
 
 
 def _version(value: bool) -> None:

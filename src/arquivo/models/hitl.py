@@ -12,10 +12,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from arquivo.db.types import JSONType, UTCDateTime
 from arquivo.models.base import Base, CreatedAtMixin, TimestampMixin, one_of
 
-__all__ = ["HITL_STATUSES", "HITLAction", "HITLSession"]
+__all__ = ["HITL_KINDS", "HITL_STATUSES", "HITLAction", "HITLSession"]
 
 #: Every status a HITL session can have; only ``pending`` is open.
 HITL_STATUSES = ("pending", "approved", "rejected", "completed", "cancelled", "expired")
+#: What a session asks of a person: a yes/no, a value, or a review of proposed data.
+HITL_KINDS = ("approval", "input", "review")
 
 
 def _new_id() -> str:
@@ -30,6 +32,8 @@ class HITLSession(TimestampMixin, Base):
         CheckConstraint(one_of("status", HITL_STATUSES), name="status"),
         Index(None, "status", "created_at"),
         Index(None, "workflow_id", "step_id"),
+        # expire_due() finds the pending sessions past their deadline through it.
+        Index(None, "status", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=_new_id)
@@ -39,6 +43,10 @@ class HITLSession(TimestampMixin, Base):
     request_data: Mapped[Any] = mapped_column(JSONType, nullable=True)
     response_data: Mapped[Any] = mapped_column(JSONType, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="approval", server_default="approval")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(255))
 
     actions: Mapped[list[HITLAction]] = relationship(
         back_populates="session",
@@ -62,6 +70,7 @@ class HITLAction(CreatedAtMixin, Base):
         String(64), ForeignKey("hitl_sessions.id", ondelete="CASCADE")
     )
     action_type: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
     session: Mapped[HITLSession] = relationship(back_populates="actions")
