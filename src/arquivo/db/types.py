@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -83,10 +84,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-# JSONB on PostgreSQL (indexable, compact, compares by value); JSON text elsewhere.
+class _SQLiteJSON(JSON):
+    """JSON text on SQLite, decoded in one call per value.
+
+    SQLAlchemy's own SQLite JSON decoder wraps ``json.loads`` in two more layers; on a
+    listing of a thousand rows that is a measurable share of the call.
+    """
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        loads = json.loads
+
+        def process(value: Any) -> Any:
+            # Raw SQL may have stored a bare number, which SQLite hands back as one.
+            return loads(value) if isinstance(value, (str, bytes)) else value
+
+        return process
+
+
+# JSONB on PostgreSQL (indexable, compact, compares by value); JSON text on SQLite.
 # Python None is SQL NULL (not the JSON text 'null'), whichever way a row is written.
-JSONType: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
-    JSONB(none_as_null=True), "postgresql"
+JSONType: TypeEngine[Any] = (
+    JSON(none_as_null=True)
+    .with_variant(_SQLiteJSON(none_as_null=True), "sqlite")
+    .with_variant(JSONB(none_as_null=True), "postgresql")
 )
 
 # SQLite only aliases the rowid (and so auto-increments) for exactly INTEGER PRIMARY KEY.
