@@ -170,3 +170,49 @@ def test_read_only_transactions_are_enforced_on_postgres(postgres_backend: Backe
     ):
         s.add(UserPreference(user_id="u", key="k", value=1))
         s.flush()
+
+
+def test_domain_calls_share_a_bounded_number_of_connections(backend: Backend) -> None:
+    # One connection for everyone: a second thread's call waits for the first to finish,
+    # and the calls still all land.
+    settings = Settings(pool_size=1, max_overflow=0, pool_timeout_s=30)
+    with Arquivo.open(backend.url, settings=settings) as store:
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(20):
+                    store.preferences.set(f"user{n}", f"k{i}", i)
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert errors == []
+        assert all(len(store.preferences.all(f"user{n}")) == 20 for n in range(4))
+
+
+def test_a_call_that_cannot_get_a_connection_in_time_is_a_clear_error(
+    sqlite_backend: Backend,
+) -> None:
+    settings = Settings(pool_size=1, max_overflow=0, pool_timeout_s=0.2)
+    with Arquivo.open(sqlite_backend.url, settings=settings) as store:
+        holding = store.unit(write=False)
+        holding.__enter__()
+        try:
+            with pytest.raises(DatabaseUnavailableError, match="no free database connection"):
+                store.preferences.get("u", "k")
+        finally:
+            holding.__exit__(None, None, None)
+        assert store.preferences.get("u", "k", default="free again") == "free again"
+
+
+def test_a_server_that_goes_away_is_an_arquivo_error(tmp_path: Path) -> None:
+    # A domain call on a store whose PostgreSQL is unreachable never leaks a driver error.
+    store = Arquivo(create_engine(f"postgresql://nobody@127.0.0.1:{_closed_port()}/x"))
+    with pytest.raises(DatabaseUnavailableError):
+        store.preferences.get("u", "k")
+    store.close()

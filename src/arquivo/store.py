@@ -41,12 +41,22 @@ class Arquivo:
     same thread) becomes a savepoint of the outer one.
     """
 
-    def __init__(self, engine: Engine, *, owns_engine: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owns_engine: bool = False,
+        max_connections: int = 15,
+        acquire_timeout: float = 30.0,
+    ) -> None:
         """Wrap an existing engine; prefer :meth:`open`, which also migrates.
 
         Args:
             engine: A SQLAlchemy engine made by :func:`arquivo.db.engine.create_engine`.
             owns_engine: Dispose of the engine on :meth:`close`.
+            max_connections: Connections the domain methods use at once, at most
+                (besides the engine's own pool, which serves ``transaction()``).
+            acquire_timeout: Seconds a call waits for one of them.
         """
         self._engine = engine
         self._owns_engine = owns_engine
@@ -60,7 +70,9 @@ class Arquivo:
         self._open_transactions = 0
         self._counter_lock = threading.Lock()
         self._closed = False
-        self._pool = DriverPool(engine)
+        self._pool = DriverPool(
+            engine, max_connections=max_connections, acquire_timeout=acquire_timeout
+        )
         self.preferences = Preferences(self)
         """Per-user preferences: ``set``, ``get``, ``all``, ``delete``, ``set_many``."""
         self.conversations = Conversations(self)
@@ -105,7 +117,12 @@ class Arquivo:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, owns_engine=True)
+        return cls(
+            engine,
+            owns_engine=True,
+            max_connections=settings.pool_size + settings.max_overflow,
+            acquire_timeout=settings.pool_timeout_s,
+        )
 
     @property
     def engine(self) -> Engine:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 import weakref
@@ -20,12 +21,13 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from arquivo.db.dialects import DialectSupport, get_dialect
-from arquivo.errors import ArquivoError
+from arquivo.errors import ArquivoError, DatabaseUnavailableError
 
 __all__ = ["Builder", "Driver", "DriverPool", "Prepared", "StatementCache"]
 
@@ -215,12 +217,31 @@ class DriverPool:
     checkout/reset cycle, which costs more than a small write itself.
     """
 
-    def __init__(self, engine: Engine, *, max_idle: int = 8) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_connections: int = 15,
+        acquire_timeout: float = 30.0,
+        max_idle: int = 8,
+    ) -> None:
+        """Set up the pool; no connection is opened until the first call.
+
+        Args:
+            engine: The engine that makes the connections.
+            max_connections: Connections in use at once, at most (a server's
+                ``max_connections`` must not be exhausted by many threads).
+            acquire_timeout: Seconds a call waits for a free connection.
+            max_idle: Idle connections kept for reuse.
+        """
         self._engine = engine
         self._support: DialectSupport = get_dialect(engine.dialect.name)
         self.cache = StatementCache(engine.dialect)
         self._idle: list[tuple[Any, float]] = []
         self._max_idle = max_idle
+        self._max_connections = max_connections
+        self._slots = _slots(max_connections)
+        self._acquire_timeout = acquire_timeout
         self._check_idle = self._support.checks_idle_connections
         self._closed = False
         _POOLS.add(self)
@@ -229,10 +250,25 @@ class DriverPool:
         # A forked child must not touch its parent's connections (closing them would
         # disturb the parent's use of the same file or socket): drop them unclosed.
         self._idle = []
+        self._slots = _slots(self._max_connections)
 
     def _acquire(self) -> Any:
         if self._closed:
             raise ArquivoError("this Arquivo store is closed", hint="open a new one")
+        try:
+            self._slots.get(timeout=self._acquire_timeout)
+        except queue.Empty:
+            raise DatabaseUnavailableError(
+                f"no free database connection after {self._acquire_timeout:g} s",
+                hint="raise ARQUIVO_POOL_SIZE / ARQUIVO_MAX_OVERFLOW, or keep calls shorter",
+            ) from None
+        try:
+            return self._checkout()
+        except BaseException:
+            self._slots.put(None)
+            raise
+
+    def _checkout(self) -> Any:
         while True:
             try:
                 connection, since = self._idle.pop()
@@ -243,7 +279,17 @@ class DriverPool:
             ):
                 return connection
             _close_quietly(connection)
-        fairy = self._engine.raw_connection()
+        cannot_connect: tuple[type[BaseException], ...] = (
+            sa_exc.DBAPIError,
+            *self._support.driver_error_types(),
+        )
+        try:
+            fairy = self._engine.raw_connection()
+        except cannot_connect as exc:
+            # Cannot connect (server down, file unreadable): say so as an ArquivoError.
+            # The pool raises the driver's own error here, not SQLAlchemy's wrapper.
+            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
+            raise (self._support.translate_driver(cause) or ArquivoError(str(exc))) from exc
         connection = fairy.driver_connection
         fairy.detach()
         return connection
@@ -253,6 +299,11 @@ class DriverPool:
             _close_quietly(connection)
         else:
             self._idle.append((connection, time.monotonic() if self._check_idle else 0.0))
+        self._slots.put(None)
+
+    def _discard(self, connection: Any) -> None:
+        _close_quietly(connection)
+        self._slots.put(None)
 
     def transaction(self, *, write: bool) -> PooledTransaction:
         """A connection in a new transaction, committed when the block ends normally.
@@ -309,10 +360,19 @@ class PooledTransaction:
         if healthy:
             pool._release(connection)
         else:
-            _close_quietly(connection)
+            pool._discard(connection)
         translated = support.translate_driver(exc)
         if translated is not None:
             raise translated from exc
+
+
+def _slots(count: int) -> queue.SimpleQueue[None]:
+    # One token per connection allowed in use. SimpleQueue is implemented in C: taking
+    # a token costs far less than a threading.Semaphore (pure Python) on the hot path.
+    tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+    for _ in range(count):
+        tokens.put(None)
+    return tokens
 
 
 def _close_quietly(connection: Any) -> None:
