@@ -185,3 +185,20 @@ def test_large_content_round_trips(store: Arquivo) -> None:
     content = "🚀 long line\n" * 50_000
     message = store.conversations.append("u", "s", "tool", content)
     assert store.conversations.history("u", "s", limit=1) == [message]
+
+
+def test_append_many_ids_are_right_even_at_the_rowid_ceiling(store: Arquivo) -> None:
+    # At the largest possible id SQLite stops numbering rows sequentially; the ids
+    # returned must still be the stored ones.
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO conversation_history (id, user_id, session_id, role, content) "
+                "VALUES (9223372036854775807, 'u', 'other', 'user', 'last')"
+            )
+        )
+    batch = store.conversations.append_many(
+        "u", "s", [{"role": "user", "content": f"m{i}"} for i in range(5)]
+    )
+    assert store.conversations.history("u", "s") == sorted(batch, key=lambda m: m.id)
+    assert {m.content for m in batch} == {f"m{i}" for i in range(5)}

@@ -147,6 +147,11 @@ class Driver:
         self.connection = connection
         self._cache = cache
 
+    @property
+    def support(self) -> DialectSupport:
+        """What the database can do (capability flags, dialect-specific SQL)."""
+        return self._cache.support
+
     def execute(
         self, build: Builder, values: Mapping[str, Any], *, key: Any = None
     ) -> list[tuple[Any, ...]]:

@@ -86,12 +86,20 @@ _INSERT_ONE = {
 }
 
 
-def _insert_rows(count: int, present: tuple[str, ...]) -> Builder:
+def _insert_rows(count: int, present: tuple[str, ...], returning: bool) -> Builder:
     def build(_: DialectSupport) -> ClauseElement:
-        rows = [_insert_values(i, present) for i in range(count)]
-        return sa.insert(_T).values(rows).returning(_T.c.id)
+        statement = sa.insert(_T).values([_insert_values(i, present) for i in range(count)])
+        return statement.returning(_T.c.id) if returning else statement
 
     return build
+
+
+def _max_id(_: DialectSupport) -> ClauseElement:
+    return sa.select(sa.func.max(_T.c.id))
+
+
+# Past this, SQLite stops handing out sequential rowids (it picks free ones at random).
+_ROWID_CEILING = 2**63 - 1 - _BATCH
 
 
 def _session_filter() -> sa.ColumnElement[bool]:
@@ -372,8 +380,24 @@ def _insert_batch(
         for position, field in _OPTIONAL_POSITIONS
         if any(row[position] is not None for row in rows)
     )
-    result = driver.execute(
-        _insert_rows(len(rows), present), values, key=("insert_rows", len(rows), present)
-    )
-    # RETURNING gives no order guarantee; ids are handed out in VALUES order.
+    count = len(rows)
+    if driver.support.sequential_rowids:
+        # The ids are known without RETURNING, which costs a third of the insert.
+        ((highest,),) = driver.execute(_max_id, {})
+        first = (highest or 0) + 1
+        if first < _ROWID_CEILING:
+            build = _insert_rows(count, present, returning=False)
+            driver.execute(build, values, key=("insert_rows", count, present, False))
+            return list(range(first, first + count))
+        # At the ceiling ids are random, so neither their order nor RETURNING's row
+        # order says which row got which: insert one at a time and ask each its id.
+        insert_one = _INSERT_ONE[present]
+        shared = {"user_id": user_id, "session_id": session_id, "now": now}
+        return [
+            driver.insert(insert_one, {**shared, **dict(zip(_ROW_NAMES[0], row, strict=True))})
+            for row in rows
+        ]
+    # A sequence hands out ids in VALUES order; RETURNING's own order is not promised.
+    build = _insert_rows(count, present, returning=True)
+    result = driver.execute(build, values, key=("insert_rows", count, present, True))
     return sorted(row[0] for row in result)

@@ -119,6 +119,10 @@ class DialectSupport:
         """Whether ``exc`` means the raw connection is broken and must be discarded."""
         return False
 
+    #: Whether a multi-row INSERT into an integer-keyed table, made while holding the
+    #: write lock, is given the ids max(id)+1, max(id)+2, ... (so RETURNING can be skipped).
+    sequential_rowids: ClassVar[bool] = False
+
     #: Whether idle hot-path connections may go stale (a server can drop them).
     checks_idle_connections: ClassVar[bool] = False
 

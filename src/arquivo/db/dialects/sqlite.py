@@ -115,6 +115,10 @@ class SqliteSupport(DialectSupport):
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     render_as_batch = True
+    # Documented: without AUTOINCREMENT a new rowid is one more than the largest in the
+    # table, until that reaches 2**63-1 (the callers check). BEGIN IMMEDIATE makes the
+    # inserting transaction the only writer.
+    sequential_rowids = True
 
     @contextlib.contextmanager
     def migration_connection(self, engine: Engine) -> Iterator[Connection]:
