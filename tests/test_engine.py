@@ -52,10 +52,18 @@ def test_sqlite_folder_is_created_on_first_open(tmp_path: Path) -> None:
 
 
 def test_sqlite_in_memory_works_for_quick_experiments() -> None:
-    with Arquivo.open("sqlite://") as store, store.transaction() as session:
-        session.add(UserPreference(user_id="u", key="k", value=1))
-        session.flush()
-        assert session.scalar(sa.select(sa.func.count()).select_from(UserPreference)) == 1
+    with Arquivo.open("sqlite://") as store:
+        with store.transaction() as session:
+            session.add(UserPreference(user_id="u", key="k", value=1))
+            session.flush()
+            assert session.scalar(sa.select(sa.func.count()).select_from(UserPreference)) == 1
+        # The domain methods and the ORM see one and the same in-memory database.
+        store.preferences.set("u", "k2", 2)
+        assert store.preferences.all("u") == {"k": 1, "k2": 2}
+        with store.transaction(read_only=True) as session:
+            assert session.scalar(sa.select(sa.func.count()).select_from(UserPreference)) == 2
+        store.conversations.append("u", "s", "user", "hi")
+        assert [m.content for m in store.conversations.history("u", "s")] == ["hi"]
 
 
 def test_a_file_that_is_not_a_database_is_reported_and_left_alone(tmp_path: Path) -> None:

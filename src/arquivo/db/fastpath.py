@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -240,6 +241,12 @@ class DriverPool:
             max_idle: Idle connections kept for reuse.
         """
         self._engine = engine
+        # An in-memory SQLite database lives in the one connection of a StaticPool: the
+        # hot path must use that very connection (serially), never a detached one.
+        self._shared = isinstance(engine.pool, StaticPool)
+        if self._shared:
+            max_connections = 1
+        self._shared_fairy: Any = None
         self._support: DialectSupport = get_dialect(engine.dialect.name)
         self.cache = StatementCache(engine.dialect)
         self._idle: list[tuple[Any, float]] = []
@@ -296,18 +303,26 @@ class DriverPool:
             cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig else exc
             raise (self._support.translate_driver(cause) or ArquivoError(str(exc))) from exc
         connection = fairy.driver_connection
-        fairy.detach()
+        if self._shared:
+            self._shared_fairy = fairy  # the engine's own connection: keep, never close
+        else:
+            fairy.detach()
         return connection
 
     def _release(self, connection: Any) -> None:
-        if self._closed or len(self._idle) >= self._max_idle:
+        if self._shared:
+            self._idle.append((connection, 0.0))
+        elif self._closed or len(self._idle) >= self._max_idle:
             _close_quietly(connection)
         else:
             self._idle.append((connection, time.monotonic() if self._check_idle else 0.0))
         self._slots.put(None)
 
     def _discard(self, connection: Any) -> None:
-        _close_quietly(connection)
+        if self._shared:
+            self._idle.append((connection, 0.0))
+        else:
+            _close_quietly(connection)
         self._slots.put(None)
 
     def transaction(self, *, write: bool) -> PooledTransaction:
@@ -321,6 +336,8 @@ class DriverPool:
         """Close every idle connection; connections in use close when released."""
         self._closed = True
         idle, self._idle = self._idle, []
+        if self._shared:
+            return  # the engine's connection: disposing of the engine closes it
         for connection, _since in idle:
             _close_quietly(connection)
 
