@@ -12,8 +12,6 @@ benchmarks/README.md describes the workloads and the flags.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import json
 import multiprocessing as mp
 import operator
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from embedded import postgres_url
 from sqlalchemy import make_url
 
 import arquivo
@@ -493,22 +492,6 @@ def m1(backend: SqliteBackend, n_rows: int, rng: random.Random) -> list[Row]:
     return [judged(f"M1 metrics.summary(), {n_rows:,} rows", "s", None, elapsed, "arquivo < 2")]
 
 
-@contextlib.contextmanager
-def postgres_url(given: str | None) -> Iterator[str | None]:
-    if given != "auto":
-        yield given
-        return
-    sys.path.insert(0, str(ROOT / "tests"))
-    with contextlib.ExitStack() as stack:
-        admin = None
-        try:
-            pg_server = importlib.import_module("pg_server")
-            admin = stack.enter_context(pg_server.embedded_postgres())
-        except Exception as exc:  # noqa: BLE001 - PostgreSQL is optional: say why, run the rest
-            log(f"--postgres auto: no embedded server ({exc}); skipping PostgreSQL")
-        yield None if admin is None else str(pg_server.create_database(admin, "arquivo_bench"))
-
-
 def conversation_plan(backend: Backend, scale: float, calls: int, user: str,
                       rng: random.Random) -> list[tuple[str, Callable[[], list[Row]]]]:
     def size(n: int) -> int:
@@ -602,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         run_plan(plan, args.only, rows)
     if args.postgres and args.only & {"W1", "W2", "W3"}:
-        with postgres_url(args.postgres) as url:
+        with postgres_url(args.postgres, "arquivo_bench") as url:
             if url is not None:
                 pg = PostgresBackend(url, settings, run)
                 try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import multiprocessing as mp
 import statistics
@@ -27,12 +26,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from embedded import postgres_url
 
 from arquivo import Arquivo, HITLSession
 
@@ -85,7 +85,7 @@ def h2(store: Arquivo, url: str, rounds: int) -> list[float]:
 
 
 def h3(store: Arquivo, closed: int, pending: int) -> float:
-    table = HITLSession.__table__
+    table = cast(sa.Table, HITLSession.__table__)
     now = datetime.now(UTC)
     rows = [
         {
@@ -139,22 +139,6 @@ def run(url: str, label: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
-@contextlib.contextmanager
-def postgres_url(given: str | None) -> Iterator[str | None]:
-    if given != "auto":
-        yield given
-        return
-    sys.path.insert(0, str(ROOT / "tests"))
-    with contextlib.ExitStack() as stack:
-        admin = None
-        try:
-            pg_server = importlib.import_module("pg_server")
-            admin = stack.enter_context(pg_server.embedded_postgres())
-        except Exception as exc:  # noqa: BLE001 - PostgreSQL is optional: say why, run the rest
-            log(f"--postgres auto: no embedded server ({exc}); skipping PostgreSQL")
-        yield None if admin is None else str(pg_server.create_database(admin, "arquivo_hitl"))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="arquivo's HITL figures")
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test)")
@@ -169,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         results += run(f"sqlite:///{Path(folder) / 'hitl.db'}", "sqlite", args)
-    with postgres_url(args.postgres) as url:
+    with postgres_url(args.postgres, "arquivo_hitl") as url:
         if url:
             results += run(url, "postgresql", args)
     for row in results:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,6 +17,7 @@ from arquivo.db.engine import create_engine
 from arquivo.db.types import JSONType, UTCDateTime
 from arquivo.values import AgentRecord, AgentVersion
 from conftest import Backend
+from test_cli import run, run_json
 
 ARQUIVO = Path(sys.executable).with_name("arquivo")
 
@@ -411,21 +410,11 @@ def test_upgrade_backfills_version_1_and_downgrade_keeps_the_agents(backend: Bac
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ARQUIVO), "--url", url, "agents", *args],
-        capture_output=True,
-        text=True,
-        input="",
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-        timeout=120,
-    )
+    return run("--url", url, "agents", *args)
 
 
 def _cli_json(url: str, *args: str) -> Any:
-    result = _cli(url, *args, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return run_json("--url", url, "agents", *args)
 
 
 def test_the_agents_commands(backend: Backend) -> None:

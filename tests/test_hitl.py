@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from arquivo import (
 )
 from arquivo.values import HITLRequest
 from conftest import Backend
+from test_cli import run, run_json
 
 ARQUIVO = Path(sys.executable).with_name("arquivo")
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -390,21 +390,11 @@ def test_pending_reads_through_an_index(sqlite_backend: Backend) -> None:
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ARQUIVO), "--url", url, "hitl", *args],
-        capture_output=True,
-        text=True,
-        input="",
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-        timeout=120,
-    )
+    return run("--url", url, "hitl", *args)
 
 
 def _cli_json(url: str, *args: str) -> Any:
-    result = _cli(url, *args, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return run_json("--url", url, "hitl", *args)
 
 
 def test_the_hitl_commands(backend: Backend) -> None:

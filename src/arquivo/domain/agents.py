@@ -118,28 +118,25 @@ def _update_memory(_: DialectSupport) -> ClauseElement:
     )
 
 
+def _version_values() -> dict[str, Any]:
+    return {
+        "name": sa.bindparam("name"),
+        "version": sa.bindparam("version"),
+        "model": sa.bindparam("model"),
+        "instructions": sa.bindparam("instructions"),
+        "tools": _bind(_V, "tools"),
+        "created_at": _bind(_V, "created_at", "now"),
+    }
+
+
 def _insert_version(_: DialectSupport) -> ClauseElement:
-    return sa.insert(_V).values(
-        name=sa.bindparam("name"),
-        version=sa.bindparam("version"),
-        model=sa.bindparam("model"),
-        instructions=sa.bindparam("instructions"),
-        tools=_bind(_V, "tools"),
-        created_at=_bind(_V, "created_at", "now"),
-    )
+    return sa.insert(_V).values(**_version_values())
 
 
 def _record_version(support: DialectSupport) -> ClauseElement:
     # Records a definition that is current but missing from the history (the agent was
     # written outside store.agents); a no-op when the history already has it.
-    insert: Any = support.insert(_V).values(
-        name=sa.bindparam("name"),
-        version=sa.bindparam("version"),
-        model=sa.bindparam("model"),
-        instructions=sa.bindparam("instructions"),
-        tools=_bind(_V, "tools"),
-        created_at=_bind(_V, "created_at", "now"),
-    )
+    insert: Any = support.insert(_V).values(**_version_values())
     return cast(
         ClauseElement, insert.on_conflict_do_nothing(index_elements=[_V.c.name, _V.c.version])
     )
