@@ -1,0 +1,1 @@
+"""The reliability suite: real processes, real faults, and a report of what was tried."""
