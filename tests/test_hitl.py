@@ -373,11 +373,12 @@ def test_async_wait(backend: Backend) -> None:
 def test_pending_reads_through_an_index(sqlite_backend: Backend) -> None:
     with Arquivo.open(sqlite_backend.url) as store:
         store.hitl.request("wf", "s", None)
+        from arquivo.db.dialects import get_dialect
         from arquivo.db.fastpath import Prepared
         from arquivo.domain import hitl_sql
 
         build = hitl_sql.pending_builder(False, False)
-        sql = Prepared(build(None), store.engine.dialect).sql  # type: ignore[arg-type]
+        sql = Prepared(build(get_dialect("sqlite")), store.engine.dialect).sql
         with store.engine.connect() as connection:
             plan = connection.exec_driver_sql(
                 f"EXPLAIN QUERY PLAN {sql}", ("2026-01-01", "2026-01-01", "2026-01-01", 10)

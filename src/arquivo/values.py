@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = [
     "AgentRecord",
@@ -16,7 +19,27 @@ __all__ = [
     "MetricRecord",
     "OperationStats",
     "SessionInfo",
+    "from_rows",
 ]
+
+
+def from_rows(cls: type[_T]) -> Callable[[Sequence[Any]], _T]:
+    """A constructor of the frozen, slotted dataclass ``cls`` from a row in field order.
+
+    It fills the slots directly: a frozen ``__init__`` sets each field through
+    ``object.__setattr__``, which on listings of a thousand rows is a visible cost.
+    The values are the row's as they are (the domain has validated them already).
+    """
+    setters = [getattr(cls, field.name).__set__ for field in fields(cls)]  # type: ignore[arg-type]
+    new = object.__new__
+
+    def make(row: Sequence[Any]) -> _T:
+        instance: _T = new(cls)
+        for set_field, value in zip(setters, row, strict=True):
+            set_field(instance, value)
+        return instance
+
+    return make
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,25 @@ class Prepared:
             row[index] = process(row[index])
         return tuple(row)
 
+    def rows(self, raws: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Many result rows, processed a column at a time.
+
+        A listing of a thousand rows pays per value for each processor call; going by
+        column lets a type decode the whole column in one call (see :func:`batched`).
+        """
+        if len(raws) < _COLUMNWISE_FROM:
+            return [self.row(raw) for raw in raws]
+        assert self._results is not None, "bind_results() runs on the first execution"
+        columns: list[Sequence[Any]] = list(zip(*raws, strict=True))
+        for index, process in self._results:
+            many = getattr(process, "many", None)
+            columns[index] = many(columns[index]) if many else list(map(process, columns[index]))
+        return list(zip(*columns, strict=True))
+
+
+#: Below this many rows, processing row by row is as fast as transposing.
+_COLUMNWISE_FROM = 8
+
 
 Builder = Callable[[DialectSupport], ClauseElement]
 
@@ -175,7 +194,7 @@ class Driver:
             prepared.bind_results(description)
         if prepared.passthrough:
             return rows  # type: ignore[no-any-return]
-        return [prepared.row(raw) for raw in rows]
+        return prepared.rows(rows)
 
     def insert(self, build: Builder, values: Mapping[str, Any]) -> int:
         """Run a one-row INSERT and return the new row's id.

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["BigIntPK", "JSONType", "UTCDateTime", "utcnow"]
+__all__ = ["BigIntPK", "JSONText", "JSONType", "UTCDateTime", "batched", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -51,19 +51,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         return process
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        native = self.impl_instance.dialect_impl(dialect).result_processor(dialect, coltype)
         if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
+            if native is not None:
+                return super().result_processor(dialect, coltype)
 
-        def process(value: Any) -> datetime | None:
+            # The driver returns aware datetimes in the session's zone: normalise to UTC.
+            def to_utc(value: Any) -> datetime | None:
+                if value is None or value.tzinfo is UTC:
+                    return value  # type: ignore[no-any-return]
+                if value.tzinfo is None:
+                    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+                return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+            return batched(to_utc, lambda values: [to_utc(v) for v in values])
+
+        fromisoformat = datetime.fromisoformat
+
+        def parse(value: Any) -> datetime | None:
             if value is None:
                 return None
             # Also reads SQLite's CURRENT_TIMESTAMP ("YYYY-MM-DD HH:MM:SS") from raw inserts.
-            parsed = datetime.fromisoformat(value)
+            parsed = fromisoformat(value)
             if parsed.tzinfo is None:
                 return parsed.replace(tzinfo=UTC)
             return parsed.astimezone(UTC)
 
-        return process
+        def parse_many(values: Sequence[Any]) -> list[datetime | None]:
+            # Stored values are naive UTC by contract: parsed with an explicit "+00:00" they
+            # come out aware in one C call. A value carrying its own offset falls back.
+            try:
+                return [None if v is None else fromisoformat(v + "+00:00") for v in values]
+            except (TypeError, ValueError):
+                return [parse(v) for v in values]
+
+        return batched(parse, parse_many)
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -84,28 +106,72 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class _SQLiteJSON(JSON):
-    """JSON text on SQLite, decoded in one call per value.
+def _json_decoder() -> Callable[[Any], Any]:
+    loads = json.loads
+
+    def decode(value: Any) -> Any:
+        # Raw SQL may have stored a bare number, which SQLite hands back as one.
+        return loads(value) if isinstance(value, (str, bytes)) else value
+
+    def decode_many(values: Sequence[Any]) -> list[Any]:
+        # One parse of "[v1,v2,...]" instead of one per value. Anything unusual (a bare
+        # number, a text that is not one JSON value) falls back to value by value.
+        try:
+            decoded = loads("[" + ",".join(["null" if v is None else v for v in values]) + "]")
+        except (TypeError, ValueError):
+            return [decode(v) for v in values]
+        if not isinstance(decoded, list) or len(decoded) != len(values):
+            return [decode(v) for v in values]
+        return decoded
+
+    return batched(decode, decode_many)
+
+
+class _SQLiteJSON(TypeDecorator[Any]):
+    """JSON text on SQLite, decoded in one call per value, or per column in listings.
 
     SQLAlchemy's own SQLite JSON decoder wraps ``json.loads`` in two more layers; on a
-    listing of a thousand rows that is a measurable share of the call.
+    listing of a thousand rows that is a measurable share of the call. (A decorator,
+    because a plain ``JSON`` subclass is swapped for the dialect's own class.)
     """
 
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
-        loads = json.loads
+        return _json_decoder()
 
-        def process(value: Any) -> Any:
-            # Raw SQL may have stored a bare number, which SQLite hands back as one.
-            return loads(value) if isinstance(value, (str, bytes)) else value
 
-        return process
+class JSONText(TypeDecorator[Any]):
+    """A JSON document read as its text and decoded here (per column in listings).
+
+    For selects of many JSON values: a driver decoding each value itself (psycopg's
+    JSONB loader) costs several times one parse of the whole column.
+    """
+
+    impl = Text()
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        return _json_decoder()
+
+
+def batched(
+    one: Callable[[Any], Any], many: Callable[[Sequence[Any]], list[Any]]
+) -> Callable[[Any], Any]:
+    """The result processor ``one``, carrying ``many`` to process a whole column at once.
+
+    :meth:`arquivo.db.fastpath.Prepared.rows` uses ``many`` for listings.
+    """
+    one.many = many  # type: ignore[attr-defined]
+    return one
 
 
 # JSONB on PostgreSQL (indexable, compact, compares by value); JSON text on SQLite.
 # Python None is SQL NULL (not the JSON text 'null'), whichever way a row is written.
 JSONType: TypeEngine[Any] = (
     JSON(none_as_null=True)
-    .with_variant(_SQLiteJSON(none_as_null=True), "sqlite")
+    .with_variant(_SQLiteJSON(), "sqlite")
     .with_variant(JSONB(none_as_null=True), "postgresql")
 )
 

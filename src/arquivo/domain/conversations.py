@@ -23,7 +23,7 @@ from arquivo.validation import (
     check_limit,
     check_text,
 )
-from arquivo.values import Message, SessionInfo
+from arquivo.values import Message, SessionInfo, from_rows
 
 __all__ = ["Conversations"]
 
@@ -168,8 +168,7 @@ def _search_session(_: DialectSupport) -> ClauseElement:
     )
 
 
-def _message(row: tuple[Any, ...]) -> Message:
-    return Message(*row)
+_message = from_rows(Message)
 
 
 def _check_message(index: int | None, role: object, content: object, extra: object) -> None:

@@ -32,7 +32,7 @@ from arquivo.domain.hitl_wait import CHANNEL, wait_for_decision
 from arquivo.errors import ConflictError, NotFoundError, ValidationError
 from arquivo.models.hitl import HITL_KINDS, HITL_STATUSES
 from arquivo.validation import check_datetime, check_id, check_json, check_limit, check_text
-from arquivo.values import HITLActionRecord, HITLRequest
+from arquivo.values import HITLActionRecord, HITLRequest, from_rows
 
 __all__ = ["HITL", "SYSTEM_ACTOR"]
 
@@ -96,8 +96,7 @@ def _check_timeout(field: str, value: object, *, allow_none: bool) -> float | No
     return float(value)
 
 
-def _request(row: Any) -> HITLRequest:
-    return HITLRequest(*row)
+_request = from_rows(HITLRequest)
 
 
 def _when(moment: datetime | None) -> str:
@@ -319,7 +318,7 @@ class HITL(Facade):
             values["user_id"] = check_id("user_id", user_id)
         build = sql.pending_builder(workflow_id is not None, user_id is not None)
         with self._store.unit(write=False) as driver:
-            return [_request(r) for r in driver.execute(build, values)]
+            return list(map(_request, driver.execute(build, values)))
 
     def list(
         self,
@@ -362,7 +361,7 @@ class HITL(Facade):
             status, since is not None, workflow_id is not None, user_id is not None
         )
         with self._store.unit(write=False) as driver:
-            return [_request(r) for r in driver.execute(build, values)]
+            return list(map(_request, driver.execute(build, values)))
 
     def actions(self, id: str) -> builtins.list[HITLActionRecord]:
         """A session's audit trail, oldest event first.

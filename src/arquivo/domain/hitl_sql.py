@@ -1,7 +1,7 @@
 """The statements of ``store.hitl`` (see :mod:`arquivo.domain.hitl`), built once per dialect.
 
 Expiry is *read-side*: a pending session whose ``expires_at`` has passed reads as
-``expired`` (the ``CASE`` in :data:`VIEW`) and takes no decision (every transition's
+``expired`` (the ``CASE`` in :func:`view`) and takes no decision (every transition's
 ``WHERE`` excludes it), whether or not ``expire_due()`` has stored that yet.
 """
 
@@ -20,8 +20,7 @@ from arquivo.models import HITLAction, HITLSession
 __all__ = [
     "ACTION",
     "RAW",
-    "VIEW",
-    "expire_due",
+        "expire_due",
     "expire_one",
     "insert_action",
     "insert_session",
@@ -31,6 +30,7 @@ __all__ = [
     "select_one",
     "select_raw",
     "transition",
+    "view",
 ]
 
 S = cast(sa.Table, HITLSession.__table__)
@@ -61,22 +61,25 @@ def _open() -> ColumnElement[bool]:
     )
 
 
-#: The session as callers see it, in HITLRequest's field order (needs ``now``).
-VIEW = (
-    S.c.id,
-    S.c.workflow_id,
-    S.c.step_id,
-    S.c.user_id,
-    S.c.kind,
-    sa.case((_overdue(), _literal("expired")), else_=S.c.status).label("status"),
-    S.c.request_data,
-    S.c.response_data,
-    S.c.decided_by,
-    S.c.created_at,
-    S.c.updated_at,
-    S.c.expires_at,
-    S.c.completed_at,
-)
+def view(support: DialectSupport) -> tuple[ColumnElement[Any], ...]:
+    """The session as callers see it, in HITLRequest's field order (needs ``now``)."""
+    return (
+        S.c.id,
+        S.c.workflow_id,
+        S.c.step_id,
+        S.c.user_id,
+        S.c.kind,
+        sa.case((_overdue(), _literal("expired")), else_=S.c.status).label("status"),
+        support.json_listing(S.c.request_data),
+        support.json_listing(S.c.response_data),
+        S.c.decided_by,
+        S.c.created_at,
+        S.c.updated_at,
+        S.c.expires_at,
+        S.c.completed_at,
+    )
+
+
 #: The stored row, for explaining a lost compare-and-set.
 RAW = (S.c.status, S.c.kind, S.c.decided_by, S.c.completed_at, S.c.expires_at)
 #: In HITLActionRecord's field order.
@@ -111,9 +114,9 @@ def insert_action(_: DialectSupport) -> ClauseElement:
     )
 
 
-def select_one(_: DialectSupport) -> ClauseElement:
+def select_one(support: DialectSupport) -> ClauseElement:
     """One session as callers see it."""
-    return sa.select(*VIEW).where(S.c.id == sa.bindparam("id"))
+    return sa.select(*view(support)).where(S.c.id == sa.bindparam("id"))
 
 
 def select_raw(_: DialectSupport) -> ClauseElement:
@@ -193,9 +196,9 @@ def _filters(workflow: bool, user: bool) -> list[ColumnElement[bool]]:
 def pending_builder(workflow: bool, user: bool) -> Builder:
     """Open sessions, oldest first; served by the ``(status, created_at)`` index."""
 
-    def build(_: DialectSupport) -> ClauseElement:
+    def build(support: DialectSupport) -> ClauseElement:
         return (
-            sa.select(*VIEW)
+            sa.select(*view(support))
             .where(_open(), *_filters(workflow, user))
             # Exactly the index's order: no sort step (an id tie-break would add one).
             .order_by(S.c.created_at)
@@ -209,7 +212,7 @@ def pending_builder(workflow: bool, user: bool) -> Builder:
 def list_builder(status: str | None, since: bool, workflow: bool, user: bool) -> Builder:
     """Sessions newest first, filtered; ``status`` is one of the statuses callers see."""
 
-    def build(_: DialectSupport) -> ClauseElement:
+    def build(support: DialectSupport) -> ClauseElement:
         where = _filters(workflow, user)
         if status == "pending":
             where.append(_open())
@@ -220,7 +223,7 @@ def list_builder(status: str | None, since: bool, workflow: bool, user: bool) ->
         if since:
             where.append(S.c.created_at >= _bind(S, "created_at", "since"))
         return (
-            sa.select(*VIEW)
+            sa.select(*view(support))
             .where(*where)
             .order_by(S.c.created_at.desc(), S.c.id.desc())
             .limit(sa.bindparam("limit"))

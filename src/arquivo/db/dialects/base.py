@@ -157,6 +157,14 @@ class DialectSupport:
         """``statement`` made to report the new row's id to :meth:`Driver.insert`."""
         return statement.returning(column)
 
+    def json_listing(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``column`` (JSON) as a listing of many rows should select it.
+
+        Where the driver would decode each value itself, the text is selected instead and
+        decoded a column at a time (:class:`arquivo.db.types.JSONText`).
+        """
+        return column
+
     def database_size(self, engine: Engine) -> int | None:
         """Bytes the database takes on disk, when that can be known."""
         return None
