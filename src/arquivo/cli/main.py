@@ -14,6 +14,7 @@ from arquivo.cli import db as db_commands
 from arquivo.cli import history as history_commands
 from arquivo.cli import hitl as hitl_commands
 from arquivo.cli import metrics as metrics_commands
+from arquivo.cli import portability as portability_commands
 from arquivo.cli import prefs as prefs_commands
 from arquivo.cli.context import CliState, err_console, render_error
 from arquivo.errors import ArquivoError
@@ -33,6 +34,7 @@ app.add_typer(history_commands.app, name="history")
 app.add_typer(metrics_commands.app, name="metrics")
 app.add_typer(agents_commands.app, name="agents")
 app.add_typer(hitl_commands.app, name="hitl")
+portability_commands.register(app)
 
 
 def _version(value: bool) -> None:

@@ -199,3 +199,20 @@ class DialectSupport:
     def listen(self, engine: Engine, channel: str) -> Listener | None:
         """A dedicated connection listening on ``channel``, or ``None`` if unsupported."""
         return None
+
+    # --- export, import and maintenance -------------------------------------------
+
+    def snapshot_options(self) -> dict[str, Any]:
+        """Execution options for a read-only transaction that sees one snapshot.
+
+        Every statement in it reads the database as of its first statement, so an
+        export made while writers keep writing is consistent across tables.
+        """
+        return self.read_only_options()
+
+    def advance_sequences(self, connection: Connection, table: Table) -> None:
+        """Move ``table``'s id generator past ids that were inserted explicitly.
+
+        Needed after an import keeps the ids of the file: SQLite takes the largest id
+        plus one by itself, PostgreSQL's sequence does not know about them.
+        """

@@ -104,6 +104,28 @@ class PostgresSupport(DialectSupport):
     def read_only_options(self) -> dict[str, Any]:
         return {**super().read_only_options(), "postgresql_readonly": True}
 
+    def snapshot_options(self) -> dict[str, Any]:
+        return {**self.read_only_options(), "isolation_level": "REPEATABLE READ"}
+
+    def advance_sequences(self, connection: Connection, table: Table) -> None:
+        column = table.autoincrement_column
+        if column is None:
+            return
+        # Only ever forward: a sequence behind max(id) would hand out taken ids, one
+        # ahead of it is harmless.
+        quoted = connection.dialect.identifier_preparer
+        connection.execute(
+            text(
+                f"SELECT setval(seq, top) FROM "
+                f"(SELECT pg_get_serial_sequence(:table, :column)::regclass AS seq) AS s, "
+                f"(SELECT max({quoted.quote(column.name)}) AS top "
+                f"FROM {quoted.format_table(table)}) AS m "
+                f"WHERE seq IS NOT NULL AND top IS NOT NULL "
+                f"AND top > coalesce(pg_sequence_last_value(seq), 0)"
+            ),
+            {"table": quoted.format_table(table), "column": column.name},
+        )
+
     def lock_for_migration(self, connection: Connection) -> None:
         # Transaction-scoped: released by the commit or rollback, even if we crash.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

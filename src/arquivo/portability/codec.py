@@ -1,0 +1,259 @@
+"""How one column's values become JSON and back, chosen from the column's type.
+
+Conversions are driven by the schema rather than by tags inside the values: a JSON
+column may hold any document (even one shaped like a tag), so only the column type can
+say that a string is a timestamp. Types Arquivo does not know (a vector column added
+later, a user's own type) pass through as plain JSON, with ``tolist()`` for arrays and
+base64 for bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Column, Table
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["ColumnCodec", "DecodeError", "TableCodec"]
+
+Convert = Callable[[Any], Any]
+
+
+class DecodeError(Exception):
+    """A value in an export file does not fit its column (the caller adds the line)."""
+
+
+def _base_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    # A TypeDecorator (UTCDateTime) stores through its impl; a with_variant type keeps
+    # its generic form as the object itself, which is what the checks below need.
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
+def _float_out(value: Any) -> Any:
+    # Strict JSON has no NaN or infinities: write them as the strings Python reads back.
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def _float_in(value: Any) -> float:
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecodeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _int_in(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DecodeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _bool_in(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise DecodeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _datetime_in(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise DecodeError(f"expected an ISO 8601 timestamp, got {value!r}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise DecodeError(f"{value!r} is not an ISO 8601 timestamp") from None
+
+
+def _date_in(value: Any) -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise DecodeError(f"{value!r} is not an ISO 8601 date") from None
+
+
+def _time_in(value: Any) -> time:
+    try:
+        return time.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise DecodeError(f"{value!r} is not an ISO 8601 time") from None
+
+
+def _interval_in(value: Any) -> timedelta:
+    return timedelta(seconds=_float_in(value))
+
+
+def _decimal_in(value: Any) -> Decimal:
+    try:
+        return Decimal(value if isinstance(value, str) else str(value))
+    except (InvalidOperation, TypeError, ValueError):
+        raise DecodeError(f"{value!r} is not a decimal number") from None
+
+
+def _bytes_in(value: Any) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (TypeError, ValueError):
+        raise DecodeError("expected base64 text") from None
+
+
+def _uuid_in(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise DecodeError(f"{value!r} is not a UUID") from None
+
+
+def _generic_out(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    tolist = getattr(value, "tolist", None)  # numpy / pgvector arrays
+    if callable(tolist):
+        return tolist()
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    return value
+
+
+def _isoformat(value: Any) -> Any:
+    return value.isoformat()
+
+
+def _seconds(value: Any) -> float:
+    return float(value.total_seconds())
+
+
+def _b64(value: Any) -> str:
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
+def _codec_for(type_: TypeEngine[Any]) -> tuple[Convert | None, Convert | None, type | None]:
+    """(encode, decode, expected Python type for a cheap check) for a column type."""
+    base = _base_type(type_)
+    # Order matters: JSON before String (no overlap today, but JSON is the open type),
+    # Boolean before Integer, Float before Numeric (Float subclasses Numeric).
+    if isinstance(base, sa.JSON):
+        return None, None, None
+    if isinstance(base, sa.DateTime):
+        return _isoformat, _datetime_in, None
+    if isinstance(base, sa.Date):
+        return _isoformat, _date_in, None
+    if isinstance(base, sa.Time):
+        return _isoformat, _time_in, None
+    if isinstance(base, sa.Interval):
+        return _seconds, _interval_in, None
+    if isinstance(base, sa.Boolean):
+        return None, _bool_in, None
+    if isinstance(base, sa.Integer):
+        return None, _int_in, None
+    if isinstance(base, sa.Float):
+        return _float_out, _float_in, None
+    if isinstance(base, sa.Numeric):
+        return str, _decimal_in, None
+    if isinstance(base, sa.LargeBinary):
+        return _b64, _bytes_in, None
+    if isinstance(base, sa.Uuid):
+        return str, _uuid_in, None
+    if isinstance(base, sa.String):
+        return None, None, str
+    return _generic_out, None, None
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnCodec:
+    """The conversions of one column.
+
+    Attributes:
+        name: The column name.
+        encode: Python value -> JSON value (``None``: already JSON).
+        decode: JSON value -> Python value, raising :class:`DecodeError` (``None``: as is).
+        expected: A Python type the JSON value must have, if any.
+        max_length: The longest text the column takes (``VARCHAR(n)``), if bounded.
+        nullable: Whether the column takes NULL.
+    """
+
+    name: str
+    encode: Convert | None
+    decode: Convert | None
+    expected: type | None
+    max_length: int | None
+    nullable: bool
+
+    @classmethod
+    def of(cls, column: Column[Any]) -> ColumnCodec:
+        """The codec for a table column."""
+        encode, decode, expected = _codec_for(column.type)
+        base = _base_type(column.type)
+        length = getattr(base, "length", None) if isinstance(base, sa.String) else None
+        return cls(column.name, encode, decode, expected, length, bool(column.nullable))
+
+    def check(self, value: Any) -> Any:
+        """Decode and check one JSON value for this column.
+
+        Raises:
+            DecodeError: The value does not fit the column.
+        """
+        if value is None:
+            if not self.nullable:
+                raise DecodeError("must not be null")
+            return None
+        if self.expected is not None and not isinstance(value, self.expected):
+            raise DecodeError(f"expected {self.expected.__name__}, got {value!r}")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise DecodeError(f"longer than {self.max_length} characters")
+        return value if self.decode is None else self.decode(value)
+
+
+class TableCodec:
+    """Row conversions for one table: tuples out to JSON objects, JSON objects back in."""
+
+    def __init__(self, table: Table) -> None:
+        """Build the codecs of every column of ``table``."""
+        self.table = table
+        self.names = [column.name for column in table.columns]
+        self.columns = {column.name: ColumnCodec.of(column) for column in table.columns}
+        self.primary_key = [column.name for column in table.primary_key.columns]
+        self._encoders = [
+            (name, codec.encode) for name, codec in self.columns.items() if codec.encode
+        ]
+
+    def encode(self, row: Any) -> dict[str, Any]:
+        """A row (in column order) as a JSON-ready dict."""
+        values = dict(zip(self.names, row, strict=True))
+        for name, encode in self._encoders:
+            value = values[name]
+            if value is not None:
+                values[name] = encode(value)
+        return values
+
+    def decode(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A JSON object from a file as checked Python values for an INSERT.
+
+        Raises:
+            DecodeError: An unknown column, a missing key column, or a bad value.
+        """
+        out = {}
+        for name, value in values.items():
+            codec = self.columns.get(name)
+            if codec is None:
+                raise DecodeError(f"the table {self.table.name} has no column {name!r}")
+            try:
+                out[name] = codec.check(value)
+            except DecodeError as exc:
+                raise DecodeError(f"column {name}: {exc}") from None
+        missing = [name for name in self.primary_key if out.get(name) is None]
+        if missing:
+            raise DecodeError(f"the key column {missing[0]} is missing")
+        return out

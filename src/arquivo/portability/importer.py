@@ -1,0 +1,352 @@
+"""Reading an export file back into a store, idempotently.
+
+Two passes over the file, both streaming:
+
+1. **validate**: every line is parsed and checked against the schema (known table and
+   columns, key present, each value of its column's type and length), and the row
+   counts are compared with the file's last line. A bad or truncated file raises
+   :class:`~arquivo.errors.ValidationError` naming the line, and nothing is written.
+2. **import**: rows are inserted in batches, keeping their ids; a row whose primary or
+   unique key is already taken is skipped (counted in ``skipped``), so importing the
+   same file twice adds nothing the second time. On PostgreSQL the id sequences are
+   moved past the imported ids afterwards.
+
+Each batch commits on its own by default, so SQLite's write lock is never held for
+long. If the database refuses a row that passed validation (a foreign key to a row
+that is neither in the file nor in the database), the batch holding it is rolled back,
+the error names its line, and the batches before it stay imported: fix the file and run
+the import again (rows already in are skipped). ``atomic=True`` runs the whole import
+as one transaction instead: all or nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, Table
+from sqlalchemy import exc as sa_exc
+
+from arquivo.db import migrate
+from arquivo.db.dialects import DialectSupport, get_dialect, translate_errors
+from arquivo.errors import ArquivoError, ValidationError
+from arquivo.portability.codec import DecodeError, TableCodec
+from arquivo.portability.fileformat import (
+    FORMAT,
+    FORMAT_VERSION,
+    ImportReport,
+    Progress,
+    ProgressCallback,
+    open_text,
+)
+from arquivo.portability.scope import schema_tables
+
+if TYPE_CHECKING:
+    from arquivo.store import Arquivo
+
+__all__ = ["import_data"]
+
+_PROGRESS_EVERY = 10_000
+
+
+class _FileError(ValidationError):
+    """A problem at one line of the file (a ValidationError, with the line number)."""
+
+    def __init__(self, path: Path, line: int, problem: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"{path}, line {line}: {problem}",
+            hint=hint or "the file is not a valid Arquivo export; nothing was imported",
+        )
+        self.line = line
+
+
+def _read(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) for every non-blank line of the file."""
+    number = 0
+    with open_text(path) as lines:
+        try:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
+        except UnicodeDecodeError as exc:
+            raise _FileError(path, number + 1, "not UTF-8 text") from exc
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise _FileError(
+                path, number + 1, f"the compressed data is damaged or cut short ({exc})"
+            ) from exc
+
+
+def _check_header(path: Path, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("format") != FORMAT:
+        raise _FileError(path, 1, "the first line is not an Arquivo export header")
+    version = value.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise _FileError(
+            path,
+            1,
+            f"format version {version!r} is newer than this Arquivo reads ({FORMAT_VERSION})",
+            hint="upgrade the arquivo package to import this file",
+        )
+    revision = value.get("revision")
+    if revision is not None and revision not in {r.id for r in migrate.history()}:
+        raise _FileError(
+            path,
+            1,
+            f"the file was exported at schema revision {revision!r}, unknown to this Arquivo",
+            hint="upgrade the arquivo package to import this file",
+        )
+    return value
+
+
+def _validate(
+    path: Path, codecs: dict[str, TableCodec], progress: ProgressCallback | None
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Pass 1: the header and the row count per table, or a :class:`_FileError`."""
+    header: dict[str, Any] | None = None
+    counts: dict[str, int] = {}
+    end: dict[str, Any] | None = None
+    last = 0
+    for number, value in _read(path):
+        last = number
+        if header is None:
+            header = _check_header(path, value)
+            continue
+        if end is not None:
+            raise _FileError(path, number, "there is more after the end line")
+        if isinstance(value, dict) and value.get("end") is True:
+            end = value
+            continue
+        table, row = _row_parts(path, number, value, codecs)
+        try:
+            codecs[table].decode(row)
+        except DecodeError as exc:
+            raise _FileError(path, number, f"table {table}: {exc}") from None
+        done = counts[table] = counts.get(table, 0) + 1
+        if progress is not None and done % _PROGRESS_EVERY == 0:
+            progress(Progress("validate", table, done, None))
+    if header is None:
+        raise _FileError(path, 1, "the file is empty")
+    if end is None:
+        raise _FileError(
+            path,
+            last + 1,
+            "the file ends before its end line: it was cut short",
+            hint="export again, or copy the complete file; nothing was imported",
+        )
+    declared = end.get("rows")
+    if not isinstance(declared, dict) or {k: v for k, v in declared.items() if v} != counts:
+        raise _FileError(
+            path,
+            last,
+            f"the end line counts {declared!r} rows but the file holds {counts!r}",
+            hint="the file was edited or damaged; export again",
+        )
+    return header, counts
+
+
+def _row_parts(
+    path: Path, number: int, value: Any, codecs: dict[str, TableCodec]
+) -> tuple[str, dict[str, Any]]:
+    if not isinstance(value, dict) or set(value) != {"table", "row"}:
+        raise _FileError(path, number, 'expected {"table": ..., "row": {...}}')
+    table, row = value["table"], value["row"]
+    if table not in codecs:
+        raise _FileError(
+            path,
+            number,
+            f"unknown table {table!r}",
+            hint="the file comes from a newer Arquivo, or is not an Arquivo export",
+        )
+    if not isinstance(row, dict):
+        raise _FileError(path, number, "the row is not a JSON object")
+    return table, row
+
+
+class _Writer:
+    """Pass 2: batches of rows of one table, inserted with ON CONFLICT DO NOTHING."""
+
+    def __init__(
+        self, connection: Connection, support: DialectSupport, path: Path, *, atomic: bool
+    ) -> None:
+        self.connection = connection
+        self.support = support
+        self.path = path
+        self.atomic = atomic
+        self.inserted: dict[str, int] = {}
+        self.touched: set[str] = set()
+        self._statements: dict[str, Any] = {}
+
+    def write(self, table: Table, batch: list[tuple[int, dict[str, Any]]]) -> None:
+        statement = self._statements.get(table.name)
+        if statement is None:
+            # RETURNING counts the rows really inserted: the drivers' executemany
+            # rowcount is not reliable through SQLAlchemy (psycopg's reads -1).
+            insert: Any = self.support.insert(table)
+            statement = self._statements[table.name] = insert.on_conflict_do_nothing().returning(
+                *table.primary_key.columns
+            )
+        rows = [values for _, values in batch]
+        try:
+            if self.atomic:
+                inserted = len(self.connection.execute(statement, rows).all())
+            else:
+                with self.connection.begin():
+                    inserted = len(self.connection.execute(statement, rows).all())
+        except sa_exc.DBAPIError as exc:
+            raise self._explain(table, statement, batch, exc) from exc
+        self.touched.add(table.name)
+        self.inserted[table.name] = self.inserted.get(table.name, 0) + inserted
+
+    def _explain(
+        self, table: Table, statement: Any, batch: list[tuple[int, dict[str, Any]]], exc: Any
+    ) -> ArquivoError:
+        """The error for a refused batch, naming the first line the database refuses."""
+        translated = None if exc.orig is None else self.support.translate(exc.orig)
+        problem = translated.message if translated is not None else str(exc.orig or exc)
+        if self.atomic:
+            # The transaction is aborted; its rows cannot be tried one by one.
+            first, last = batch[0][0], batch[-1][0]
+            return _FileError(
+                self.path,
+                first,
+                f"the database refused a row of {table.name} in lines {first}-{last}: {problem}",
+                hint="nothing was imported; fix the file and import it again",
+            )
+        for number, values in batch:
+            try:
+                with self.connection.begin() as trial:
+                    self.connection.execute(statement, [values]).all()
+                    trial.rollback()
+            except sa_exc.DBAPIError as row_exc:
+                reason = None if row_exc.orig is None else self.support.translate(row_exc.orig)
+                return _FileError(
+                    self.path,
+                    number,
+                    f"the database refused this row of {table.name}: "
+                    f"{reason.message if reason is not None else row_exc.orig}",
+                    hint="the lines before this batch were imported; fix the file and "
+                    "import it again (rows already imported are skipped)",
+                )
+        return _FileError(self.path, batch[0][0], f"a batch of {table.name} failed: {problem}")
+
+    def finish(self, tables: dict[str, Table]) -> None:
+        """Move id sequences past the imported ids (on the databases that need it)."""
+        for name in sorted(self.touched):
+            if self.atomic:
+                self.support.advance_sequences(self.connection, tables[name])
+            else:
+                with self.connection.begin():
+                    self.support.advance_sequences(self.connection, tables[name])
+
+
+def import_data(
+    store: Arquivo,
+    path: str | Path,
+    *,
+    progress: ProgressCallback | None = None,
+    batch_size: int = 2_000,
+    atomic: bool = False,
+) -> ImportReport:
+    """Import an export file into the store, keeping ids; idempotent.
+
+    The file is checked completely before anything is written (see the module
+    docstring); rows whose key is already taken are skipped, so running the same import
+    again, or importing into a store that already holds part of the data, is safe.
+
+    Args:
+        store: The store to import into (migrated to this version's schema).
+        path: A file written by :func:`export_data` (gzip-compressed or not).
+        progress: Called with a :class:`Progress` every batch of rows.
+        batch_size: Rows per INSERT (and per transaction unless ``atomic``).
+        atomic: One transaction for the whole import: all or nothing (holds SQLite's
+            write lock throughout).
+
+    Returns:
+        The rows inserted and skipped per table.
+
+    Raises:
+        ValidationError: The file is missing, malformed, truncated or from a newer
+            Arquivo (with its line number); nothing was written. Also raised, naming
+            the line, when the database refuses a row (see the module docstring).
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    if batch_size < 1:
+        raise ValidationError(f"batch_size must be positive, not {batch_size}")
+    tables = {table.name: table for table in schema_tables()}
+    codecs = {name: TableCodec(table) for name, table in tables.items()}
+    header, counts = _validate(path, codecs, progress)
+    support = get_dialect(store.dialect)
+    with translate_errors(store.dialect), store.engine.connect() as connection:
+        writer = _Writer(connection, support, path, atomic=atomic)
+        transaction = connection.begin() if atomic else None
+        try:
+            _import_rows(path, codecs, counts, writer, batch_size, progress)
+            writer.finish(tables)
+        except BaseException:
+            if transaction is not None:
+                transaction.rollback()
+            elif writer.touched:
+                writer.finish(tables)  # the committed batches still need their sequences
+            raise
+        if transaction is not None:
+            transaction.commit()
+    inserted = {name: writer.inserted.get(name, 0) for name in tables}
+    return ImportReport(
+        path=path,
+        inserted=inserted,
+        skipped={name: counts.get(name, 0) - inserted[name] for name in tables},
+        total_rows=sum(counts.values()),
+        seconds=time.perf_counter() - started,
+        source_dialect=str(header.get("dialect")),
+        source_revision=cast("str | None", header.get("revision")),
+        user_id=cast("str | None", header.get("user_id")),
+    )
+
+
+def _import_rows(
+    path: Path,
+    codecs: dict[str, TableCodec],
+    counts: dict[str, int],
+    writer: _Writer,
+    batch_size: int,
+    progress: ProgressCallback | None,
+) -> None:
+    batch: list[tuple[int, dict[str, Any]]] = []
+    current: str | None = None
+    keys: Any = None
+    done: dict[str, int] = {}
+
+    def flush() -> None:
+        if not batch or current is None:
+            return
+        writer.write(codecs[current].table, batch)
+        done[current] = done.get(current, 0) + len(batch)
+        if progress is not None:
+            progress(Progress("import", current, done[current], counts.get(current)))
+        batch.clear()
+
+    lines = _read(path)
+    next(lines)  # the header, checked in pass 1
+    for number, value in lines:
+        if value.get("end") is True:
+            break
+        table, row = value["table"], value["row"]
+        # One INSERT needs the same columns in every row: a change of table or of the
+        # columns present (a file from an older schema) starts a new batch.
+        if table != current or row.keys() != keys or len(batch) >= batch_size:
+            flush()
+            current, keys = table, row.keys()
+        try:
+            batch.append((number, codecs[table].decode(row)))
+        except DecodeError as exc:  # the file changed between the two passes
+            raise _FileError(path, number, f"table {table}: {exc}") from None
+    flush()
