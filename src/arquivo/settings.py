@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         connect_timeout_s: How long to wait for a PostgreSQL server to answer.
         statement_timeout_ms: PostgreSQL ``statement_timeout`` (0 disables it).
         echo: Log every SQL statement.
+        retention_metrics_days: ``arquivo retention apply`` deletes metrics older than
+            this (unset: kept forever).
+        retention_conversations_days: ... conversation sessions inactive this long.
+        retention_hitl_days: ... HITL sessions closed this long ago, with their actions.
     """
 
     model_config = SettingsConfigDict(
@@ -70,6 +74,9 @@ class Settings(BaseSettings):
     connect_timeout_s: int = Field(default=10, ge=1)
     statement_timeout_ms: int = Field(default=0, ge=0)
     echo: bool = False
+    retention_metrics_days: int | None = Field(default=None, ge=0)
+    retention_conversations_days: int | None = Field(default=None, ge=0)
+    retention_hitl_days: int | None = Field(default=None, ge=0)
 
     @pydantic.field_validator("sqlite_synchronous", mode="before")
     @classmethod

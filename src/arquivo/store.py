@@ -21,6 +21,8 @@ from arquivo.domain.conversations import Conversations
 from arquivo.domain.hitl import HITL
 from arquivo.domain.metrics import Metrics
 from arquivo.domain.preferences import Preferences
+from arquivo.domain.retention import Retention
+from arquivo.domain.users import Users
 from arquivo.errors import ArquivoError
 from arquivo.settings import Settings
 
@@ -83,6 +85,10 @@ class Arquivo:
         """The agent registry: ``upsert``, ``get``, ``list``, ``versions``, ``rollback``..."""
         self.hitl = HITL(self)
         """Human-in-the-loop sessions: ``request``, ``approve``, ``reject``, ``wait``..."""
+        self.users = Users(self)
+        """Everything held about one user: ``data`` (counts per table), ``forget``."""
+        self.retention = Retention(self)
+        """Deletes what a :class:`RetentionPolicy` does not keep, in short chunks."""
 
     @classmethod
     def open(

@@ -16,6 +16,7 @@ from arquivo.cli import hitl as hitl_commands
 from arquivo.cli import metrics as metrics_commands
 from arquivo.cli import portability as portability_commands
 from arquivo.cli import prefs as prefs_commands
+from arquivo.cli import retention as retention_commands
 from arquivo.cli.context import CliState, err_console, render_error
 from arquivo.errors import ArquivoError
 
@@ -34,6 +35,7 @@ app.add_typer(history_commands.app, name="history")
 app.add_typer(metrics_commands.app, name="metrics")
 app.add_typer(agents_commands.app, name="agents")
 app.add_typer(hitl_commands.app, name="hitl")
+app.add_typer(retention_commands.app, name="retention")
 portability_commands.register(app)
 
 

@@ -1,4 +1,4 @@
-"""``arquivo export`` and ``arquivo import``: the data as a portable JSON Lines file."""
+"""``arquivo export``, ``import`` and ``forget-user``: a user's (or all) data, out or gone."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from arquivo.cli.context import out_console, print_json, state
 from arquivo.cli.progress import table_progress
 from arquivo.portability import export_data, import_data
 
-__all__ = ["export_command", "import_command", "register"]
+__all__ = ["export_command", "forget_user_command", "import_command", "register"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary for scripts.")]
 
@@ -88,7 +88,43 @@ def import_command(
     )
 
 
+def forget_user_command(
+    ctx: typer.Context,
+    user_id: Annotated[str, typer.Argument(help="The user whose data is deleted.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Delete all of a user's data, in one transaction, and report what was removed.
+
+    Preferences, messages, HITL sessions with their audit trail, and any other table
+    with a user_id column. Shared data (metrics, agents) stays. Export the user first
+    (`arquivo export --user ID`) if they asked for a copy.
+    """
+    with state(ctx).store() as store:
+        if not dry_run and not yes:
+            counted = store.users.data(user_id)
+            typer.confirm(
+                f"Delete {counted.total} rows of user {user_id!r} from {store.url}? "
+                "This cannot be undone",
+                abort=True,
+            )
+        report = store.users.forget(user_id, dry_run=dry_run)
+    if json:
+        print_json(report)
+        return
+    verb = "would delete" if dry_run else "deleted"
+    table = Table("table", "rows", title=f"User {user_id}: {verb}")
+    for name, rows in report.rows.items():
+        table.add_row(name, str(rows))
+    out_console.print(table)
+    typer.echo(f"{verb} {report.total} rows of user {user_id}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``export`` and ``import`` to the root command."""
+    """Add ``export``, ``import`` and ``forget-user`` to the root command."""
     app.command("export")(export_command)
     app.command("import")(import_command)
+    app.command("forget-user")(forget_user_command)
