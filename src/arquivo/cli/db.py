@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
+from rich.markup import escape
+from rich.progress import Progress, TaskID, TextColumn
 from rich.table import Table
 
-from arquivo.cli.context import out_console, print_json, state
+from arquivo.cli.context import err_console, out_console, print_json, state
 from arquivo.db import migrate
 from arquivo.db.dialects import get_dialect, translate_errors
 from arquivo.db.urls import hide_password
@@ -153,3 +156,120 @@ def info(ctx: typer.Context, json: JsonOption = False) -> None:
     for key, value in details.items():
         table.add_row(key, "" if value is None else str(value))
     out_console.print(table)
+
+
+# --- repair: integrity, recover, vacuum (logic in arquivo.repair) -------------------
+
+
+@app.command()
+def integrity(
+    ctx: typer.Context,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Thorough check (SQLite integrity_check; slower)."),
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Check the database for damage; exit 1 when something is wrong.
+
+    SQLite: PRAGMA quick_check (integrity_check with --full) and foreign_key_check.
+    PostgreSQL: a read of every table, and amcheck on the indexes when installed.
+    """
+    from arquivo import repair
+    from arquivo.db.engine import create_engine
+
+    settings = state(ctx).settings()
+    engine = create_engine(settings.database_url, settings)
+    try:
+        report = repair.check_integrity(engine, full=full)
+        url = hide_password(engine.url)
+        salvageable = get_dialect(engine.dialect.name).can_salvage_rows
+    finally:
+        engine.dispose()
+    if json:
+        print_json(report)
+    else:
+        for check in report.checks:
+            typer.echo(f"checked: {check}")
+        if report.ok:
+            typer.echo(f"{url}: no problems found")
+    if not report.ok:
+        for problem in report.problems[:50]:
+            err_console.print(f"[bold red]damage:[/] {escape(problem)}", highlight=False)
+        hint = "restore the last backup (`arquivo backup list`, then `arquivo backup restore ID`)"
+        if salvageable:
+            hint += "; or salvage its rows: `arquivo db recover FILE --output NEW.db`"
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def recover(
+    source: Annotated[Path, typer.Argument(help="The damaged SQLite file (left unchanged).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The new database to write (must not exist).")
+    ],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="auto (the sqlite3 shell's .recover when installed), shell, or salvage "
+            "(Arquivo's own reader).",
+        ),
+    ] = "auto",
+    json: JsonOption = False,
+) -> None:
+    """Salvage the rows of a corrupt SQLite file into a new database.
+
+    The new database is made by the migrations, filled, checked, then renamed into
+    place; rows it refuses (e.g. whose parent was lost) go to OUTPUT.rejected.jsonl.
+    """
+    from arquivo import repair
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        console=err_console,
+        disable=json or not err_console.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(table: str, rows: int) -> None:
+        if table not in tasks:
+            tasks[table] = bars.add_task(table)
+        bars.update(tasks[table], description=f"{table}: {rows} rows recovered")
+
+    with bars:
+        report = repair.recover_sqlite(source, output, method=method, progress=update)
+    if json:
+        print_json(report)
+        return
+    table = Table("table", "rows recovered", "rejected", "damaged stretches skipped")
+    for name, rows in report.rows.items():
+        table.add_row(
+            name,
+            str(rows),
+            str(report.rejected.get(name, 0)),
+            str(report.unreadable_ranges.get(name, 0)),
+        )
+    out_console.print(table)
+    typer.echo(f"recovered {sum(report.rows.values())} rows into {report.output}")
+    typer.echo(f"method: {report.method}; {report.seconds:.1f} s")
+    if report.rejected_file is not None:
+        typer.echo(f"rows the new database refused: {report.rejected_file}")
+    if report.lost_and_found:
+        typer.echo(f"{report.lost_and_found} rows of unknown tables were found and not kept")
+
+
+@app.command()
+def vacuum(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Reclaim free space and refresh statistics (VACUUM). SQLite blocks writers meanwhile."""
+    from arquivo import repair
+
+    with state(ctx).engine() as engine:
+        report = repair.vacuum(engine)
+    if json:
+        print_json(report)
+        return
+    typer.echo(
+        f"vacuumed in {report.seconds:.1f} s: {report.size_before} -> {report.size_after} bytes"
+    )

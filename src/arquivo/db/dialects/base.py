@@ -216,3 +216,19 @@ class DialectSupport:
         Needed after an import keeps the ids of the file: SQLite takes the largest id
         plus one by itself, PostgreSQL's sequence does not know about them.
         """
+
+    #: Whether ``arquivo db recover`` can salvage rows from a damaged database of this kind.
+    can_salvage_rows: ClassVar[bool] = False
+
+    def integrity_problems(
+        self, connection: Connection, tables: Sequence[Table], *, full: bool
+    ) -> tuple[list[str], list[str]]:
+        """Check the database's storage; return (problems found, notes on what ran).
+
+        ``full`` runs the slower, thorough checks.
+        """
+        raise NotImplementedError
+
+    def vacuum(self, engine: Engine) -> None:
+        """Reclaim free space and refresh the planner's statistics."""
+        raise NotImplementedError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -249,3 +250,54 @@ class PostgresSupport(DialectSupport):
         except BaseException:
             connection.close()
             raise
+
+    def integrity_problems(
+        self, connection: Connection, tables: Sequence[Table], *, full: bool
+    ) -> tuple[list[str], list[str]]:
+        problems: list[str] = []
+        quote = connection.dialect.identifier_preparer.format_table
+        # Reading every row (every value, with TOAST, when full) makes the server
+        # check each page it reads; a damaged one raises an error.
+        read = "sum(length(t::text))" if full else "count(*)"
+        notes = [f"SELECT {read} from each table"]
+        for table in tables:
+            try:
+                with connection.begin_nested():
+                    connection.exec_driver_sql(f"SELECT {read} FROM {quote(table)} AS t")
+            except sa.exc.DBAPIError as exc:
+                problems.append(f"reading {table.name} failed: {exc.orig}")
+        installed = connection.exec_driver_sql(
+            "SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"
+        ).first()
+        if installed is None:
+            notes.append(
+                "amcheck is not installed, so indexes were not verified "
+                "(CREATE EXTENSION amcheck, as a superuser, enables it)"
+            )
+            return problems, notes
+        notes.append(
+            "amcheck bt_index_check on every index" + (" (heapallindexed)" if full else "")
+        )
+        indexes = connection.execute(
+            text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_am a ON a.oid = c.relam "
+                "WHERE a.amname = 'btree' AND t.relname = ANY(:tables) "
+                "AND pg_table_is_visible(t.oid)"
+            ),
+            {"tables": [table.name for table in tables]},
+        ).scalars()
+        for index in indexes:
+            try:
+                with connection.begin_nested():
+                    connection.execute(
+                        text("SELECT bt_index_check(CAST(:index AS regclass), :full)"),
+                        {"index": index, "full": full},
+                    )
+            except sa.exc.DBAPIError as exc:
+                problems.append(f"index {index}: {exc.orig}")
+        return problems, notes
+
+    def vacuum(self, engine: Engine) -> None:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM (ANALYZE)")

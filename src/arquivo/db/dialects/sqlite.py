@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -223,3 +223,34 @@ class SqliteSupport(DialectSupport):
         # Integer division truncates towards zero: step back one bucket when the remainder
         # is negative (a time before 1970), so the result is a floor like PostgreSQL's.
         return seconds // width - sa.cast(seconds % width < 0, sa.Integer)
+
+    can_salvage_rows = True
+
+    def integrity_problems(
+        self, connection: Connection, tables: Sequence[Table], *, full: bool
+    ) -> tuple[list[str], list[str]]:
+        pragma = "integrity_check" if full else "quick_check"
+        notes = [f"PRAGMA {pragma}", "PRAGMA foreign_key_check"]
+        problems: list[str] = []
+        try:
+            found = [str(row[0]) for row in connection.exec_driver_sql(f"PRAGMA {pragma}")]
+        except sa.exc.DBAPIError as exc:  # damage so bad the check itself cannot run
+            return [f"{pragma} failed: {exc.orig}"], notes
+        problems.extend(line for line in found if line != "ok")
+        try:
+            orphans = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        except sa.exc.DBAPIError as exc:
+            problems.append(f"foreign_key_check failed: {exc.orig}")
+        else:
+            problems.extend(
+                f"row {rowid} of {table} refers to a missing row of {parent}"
+                for table, rowid, parent, _fk in orphans
+            )
+        return problems, notes
+
+    def vacuum(self, engine: Engine) -> None:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM")
+            connection.exec_driver_sql("PRAGMA optimize")
+            # Fold the WAL back in so the file size on disk is the real one.
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
