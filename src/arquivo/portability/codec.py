@@ -10,6 +10,7 @@ base64 for bytes.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Table
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["ColumnCodec", "DecodeError", "TableCodec"]
+__all__ = ["ColumnCodec", "DecodeError", "TableCodec", "is_json"]
 
 Convert = Callable[[Any], Any]
 
@@ -139,6 +140,67 @@ def _b64(value: Any) -> str:
     return base64.b64encode(bytes(value)).decode("ascii")
 
 
+def is_json(type_: TypeEngine[Any]) -> bool:
+    """Whether a column holds JSON documents (exported as their JSON text, unparsed)."""
+    return isinstance(_base_type(type_), sa.JSON)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _text_fragment(value: Any) -> str:
+    return _string(value) if type(value) is str else _dumps(_generic_out(value))
+
+
+def _int_fragment(value: Any) -> str:
+    return str(value) if type(value) is int else _dumps(_generic_out(value))
+
+
+def _bool_fragment(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _float_fragment(value: Any) -> str:
+    if type(value) is float and math.isfinite(value):
+        return repr(value)
+    return _dumps(_float_out(value))
+
+
+def _time_fragment(value: Any) -> str:
+    return f'"{value.isoformat()}"'
+
+
+def _raw_json_fragment(value: Any) -> str:
+    # The database's own JSON text (SQLite's column, PostgreSQL's jsonb::text).
+    return value if isinstance(value, str) else _dumps(_generic_out(value))
+
+
+def _generic_fragment(value: Any) -> str:
+    return _dumps(_generic_out(value))
+
+
+def _fragment_for(type_: TypeEngine[Any]) -> Convert:
+    """A function writing a non-NULL value of the type as JSON text."""
+    base = _base_type(type_)
+    if isinstance(base, sa.JSON):
+        return _raw_json_fragment
+    if isinstance(base, (sa.DateTime, sa.Date, sa.Time)):
+        return _time_fragment
+    if isinstance(base, sa.Boolean):
+        return _bool_fragment
+    if isinstance(base, sa.Integer):
+        return _int_fragment
+    if isinstance(base, sa.Float):
+        return _float_fragment
+    if isinstance(base, sa.String):
+        return _text_fragment
+    encode, _, _ = _codec_for(type_)
+    if encode is None:
+        return _generic_fragment
+    return lambda value: _dumps(encode(value))
+
+
 def _codec_for(type_: TypeEngine[Any]) -> tuple[Convert | None, Convert | None, type | None]:
     """(encode, decode, expected Python type for a cheap check) for a column type."""
     base = _base_type(type_)
@@ -228,6 +290,54 @@ class TableCodec:
         self._encoders = [
             (name, codec.encode) for name, codec in self.columns.items() if codec.encode
         ]
+        self._loaders = [
+            (name, codec.decode) for name, codec in self.columns.items() if codec.decode
+        ]
+        self._keys = [_string(name) + ":" for name in self.names]
+        # Python-side defaults (``created_at``'s clock) for columns a file lacks (an
+        # export from an older schema): the raw INSERT does not run SQLAlchemy's.
+        self._defaults: list[tuple[str, Any]] = [
+            (column.name, column.default)
+            for column in table.columns
+            if column.default is not None
+            and (column.default.is_scalar or column.default.is_callable)
+        ]
+        self._specs = {
+            name: (codec.nullable, codec.expected, codec.max_length, codec.decode)
+            for name, codec in self.columns.items()
+        }
+        self._fragments = [_fragment_for(column.type) for column in table.columns]
+
+    def line_encoder(self) -> Callable[[Any], str]:
+        """A function writing a row (in column order, JSON columns as their text) as
+        one line of the export file."""
+        head = '{"table":' + _string(self.table.name) + ',"row":{'
+        keyed = list(zip(self._keys, self._fragments, strict=True))
+
+        def encode(row: Any) -> str:
+            return (
+                head
+                + ",".join(
+                    [
+                        key + ("null" if value is None else fragment(value))
+                        for (key, fragment), value in zip(keyed, row, strict=True)
+                    ]
+                )
+                + "}}\n"
+            )
+
+        return encode
+
+    def load(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Convert a row already checked by :meth:`validate` (in place, no checks)."""
+        for name, decode in self._loaders:
+            value = values.get(name)
+            if value is not None:
+                values[name] = decode(value)
+        for name, default in self._defaults:
+            if name not in values:
+                values[name] = default.arg(None) if default.is_callable else default.arg
+        return values
 
     def encode(self, row: Any) -> dict[str, Any]:
         """A row (in column order) as a JSON-ready dict."""
@@ -238,22 +348,40 @@ class TableCodec:
                 values[name] = encode(value)
         return values
 
+    def validate(self, values: dict[str, Any]) -> None:
+        """Check a JSON object from a file against the table, converting nothing.
+
+        Raises:
+            DecodeError: An unknown column, a missing key column, or a bad value.
+        """
+        specs = self._specs
+        for name, value in values.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise DecodeError(f"the table {self.table.name} has no column {name!r}")
+            if value is None:
+                if not spec[0]:
+                    raise DecodeError(f"column {name}: must not be null")
+                continue
+            _, expected, max_length, decode = spec
+            if expected is not None and not isinstance(value, expected):
+                raise DecodeError(f"column {name}: expected {expected.__name__}, got {value!r}")
+            if max_length is not None and len(value) > max_length:
+                raise DecodeError(f"column {name}: longer than {max_length} characters")
+            if decode is not None:
+                try:
+                    decode(value)
+                except DecodeError as exc:
+                    raise DecodeError(f"column {name}: {exc}") from None
+        for name in self.primary_key:
+            if values.get(name) is None:
+                raise DecodeError(f"the key column {name} is missing")
+
     def decode(self, values: dict[str, Any]) -> dict[str, Any]:
         """A JSON object from a file as checked Python values for an INSERT.
 
         Raises:
             DecodeError: An unknown column, a missing key column, or a bad value.
         """
-        out = {}
-        for name, value in values.items():
-            codec = self.columns.get(name)
-            if codec is None:
-                raise DecodeError(f"the table {self.table.name} has no column {name!r}")
-            try:
-                out[name] = codec.check(value)
-            except DecodeError as exc:
-                raise DecodeError(f"column {name}: {exc}") from None
-        missing = [name for name in self.primary_key if out.get(name) is None]
-        if missing:
-            raise DecodeError(f"the key column {missing[0]} is missing")
-        return out
+        self.validate(values)
+        return self.load(dict(values))

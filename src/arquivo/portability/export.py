@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table
 from arquivo.db import migrate
 from arquivo.db.dialects import get_dialect, translate_errors
 from arquivo.errors import ValidationError
-from arquivo.portability.codec import TableCodec
+from arquivo.portability.codec import TableCodec, is_json
 from arquivo.portability.fileformat import (
     FORMAT,
     FORMAT_VERSION,
@@ -140,18 +140,28 @@ def _export_table(
             counting = counting.where(where)
         total = int(connection.execute(counting).scalar_one())
         progress(Progress("export", table.name, 0, total))
-    query = sa.select(*table.columns).order_by(*table.primary_key.columns)
+    # JSON columns are read as the database's own JSON text: no parsing, no re-encoding.
+    query = sa.select(
+        *[
+            sa.cast(column, sa.Text).label(column.name) if is_json(column.type) else column
+            for column in table.columns
+        ]
+    ).order_by(*table.primary_key.columns)
     if where is not None:
         query = query.where(where)
-    codec = TableCodec(table)
-    encode = codec.encode
-    prefix = '{"table":' + _dumps(table.name) + ',"row":'
+    encode = TableCodec(table).line_encoder()
     done = 0
     # stream_results: a server-side cursor on PostgreSQL; SQLite's cursor streams anyway.
     result = connection.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
-    for rows in result.partitions():
-        out.write("".join([prefix + _dumps(encode(row)) + "}\n" for row in rows]))
-        done += len(rows)
-        if progress is not None:
-            progress(Progress("export", table.name, done, total))
+    try:
+        for rows in result.partitions():
+            out.write("".join([encode(row) for row in rows]))
+            done += len(rows)
+            if progress is not None:
+                progress(Progress("export", table.name, done, total))
+    except ValueError as exc:  # a NaN or infinity inside a JSON document
+        raise ValidationError(
+            f"a value in {table.name} cannot be written as JSON: {exc}",
+            hint="a row holds a value Arquivo cannot export; report it",
+        ) from exc
     return done

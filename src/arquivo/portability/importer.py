@@ -29,11 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Table
-from sqlalchemy import exc as sa_exc
 
 from arquivo.db import migrate
 from arquivo.db.dialects import DialectSupport, get_dialect, translate_errors
+from arquivo.db.fastpath import Prepared
 from arquivo.errors import ArquivoError, ValidationError
 from arquivo.portability.codec import DecodeError, TableCodec
 from arquivo.portability.fileformat import (
@@ -84,6 +85,14 @@ def _read(path: Path) -> Iterator[tuple[int, Any]]:
             ) from exc
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        status = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (status.st_size, status.st_mtime_ns)
+
+
 def _check_header(path: Path, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or value.get("format") != FORMAT:
         raise _FileError(path, 1, "the first line is not an Arquivo export header")
@@ -126,7 +135,7 @@ def _validate(
             continue
         table, row = _row_parts(path, number, value, codecs)
         try:
-            codecs[table].decode(row)
+            codecs[table].validate(row)
         except DecodeError as exc:
             raise _FileError(path, number, f"table {table}: {exc}") from None
         done = counts[table] = counts.get(table, 0) + 1
@@ -155,7 +164,7 @@ def _validate(
 def _row_parts(
     path: Path, number: int, value: Any, codecs: dict[str, TableCodec]
 ) -> tuple[str, dict[str, Any]]:
-    if not isinstance(value, dict) or set(value) != {"table", "row"}:
+    if not isinstance(value, dict) or len(value) != 2 or "table" not in value or "row" not in value:
         raise _FileError(path, number, 'expected {"table": ..., "row": {...}}')
     table, row = value["table"], value["row"]
     if table not in codecs:
@@ -171,7 +180,12 @@ def _row_parts(
 
 
 class _Writer:
-    """Pass 2: batches of rows of one table, inserted with ON CONFLICT DO NOTHING."""
+    """Pass 2: batches of rows of one table, inserted with ON CONFLICT DO NOTHING.
+
+    Statements are compiled once per (table, columns) and run with the driver's own
+    ``executemany``, values still going through the column types' bind processors
+    (what is stored is what the ORM would store); its row count is the rows inserted.
+    """
 
     def __init__(
         self, connection: Connection, support: DialectSupport, path: Path, *, atomic: bool
@@ -182,60 +196,79 @@ class _Writer:
         self.atomic = atomic
         self.inserted: dict[str, int] = {}
         self.touched: set[str] = set()
-        self._statements: dict[str, Any] = {}
+        self._prepared: dict[tuple[str, tuple[str, ...]], Prepared] = {}
+        self._errors = support.driver_error_types()
 
-    def write(self, table: Table, batch: list[tuple[int, dict[str, Any]]]) -> None:
-        statement = self._statements.get(table.name)
-        if statement is None:
-            # RETURNING counts the rows really inserted: the drivers' executemany
-            # rowcount is not reliable through SQLAlchemy (psycopg's reads -1).
-            insert: Any = self.support.insert(table)
-            statement = self._statements[table.name] = insert.on_conflict_do_nothing().returning(
-                *table.primary_key.columns
-            )
-        rows = [values for _, values in batch]
+    def _statement(self, table: Table, keys: tuple[str, ...]) -> Prepared:
+        prepared = self._prepared.get((table.name, keys))
+        if prepared is None:
+            values = {key: sa.bindparam(key, type_=table.c[key].type) for key in keys}
+            insert: Any = self.support.insert(table).values(values)
+            prepared = Prepared(insert.on_conflict_do_nothing(), self.connection.dialect)
+            self._prepared[(table.name, keys)] = prepared
+        return prepared
+
+    def _run(self, prepared: Prepared, rows: list[Any]) -> int:
+        raw: Any = self.connection.connection.driver_connection
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(prepared.sql, rows)
+            return max(int(cursor.rowcount), 0)
+        finally:
+            cursor.close()
+
+    def write(
+        self, table: Table, keys: tuple[str, ...], batch: list[tuple[int, dict[str, Any]]]
+    ) -> None:
+        prepared = self._statement(table, keys)
+        rows = [prepared.parameters(values) for _, values in batch]
         try:
             if self.atomic:
-                inserted = len(self.connection.execute(statement, rows).all())
+                inserted = self._run(prepared, rows)
             else:
                 with self.connection.begin():
-                    inserted = len(self.connection.execute(statement, rows).all())
-        except sa_exc.DBAPIError as exc:
-            raise self._explain(table, statement, batch, exc) from exc
+                    inserted = self._run(prepared, rows)
+        except self._errors as exc:
+            raise self._explain(table, prepared, batch, exc) from exc
         self.touched.add(table.name)
         self.inserted[table.name] = self.inserted.get(table.name, 0) + inserted
 
+    def _reason(self, exc: BaseException) -> str:
+        translated = self.support.translate(exc)
+        return translated.message if translated is not None else str(exc)
+
     def _explain(
-        self, table: Table, statement: Any, batch: list[tuple[int, dict[str, Any]]], exc: Any
+        self,
+        table: Table,
+        prepared: Prepared,
+        batch: list[tuple[int, dict[str, Any]]],
+        exc: BaseException,
     ) -> ArquivoError:
         """The error for a refused batch, naming the first line the database refuses."""
-        translated = None if exc.orig is None else self.support.translate(exc.orig)
-        problem = translated.message if translated is not None else str(exc.orig or exc)
         if self.atomic:
             # The transaction is aborted; its rows cannot be tried one by one.
             first, last = batch[0][0], batch[-1][0]
             return _FileError(
                 self.path,
                 first,
-                f"the database refused a row of {table.name} in lines {first}-{last}: {problem}",
+                f"the database refused a row of {table.name} in lines {first}-{last}: "
+                f"{self._reason(exc)}",
                 hint="nothing was imported; fix the file and import it again",
             )
         for number, values in batch:
             try:
                 with self.connection.begin() as trial:
-                    self.connection.execute(statement, [values]).all()
+                    self._run(prepared, [prepared.parameters(values)])
                     trial.rollback()
-            except sa_exc.DBAPIError as row_exc:
-                reason = None if row_exc.orig is None else self.support.translate(row_exc.orig)
+            except self._errors as row_exc:
                 return _FileError(
                     self.path,
                     number,
-                    f"the database refused this row of {table.name}: "
-                    f"{reason.message if reason is not None else row_exc.orig}",
+                    f"the database refused this row of {table.name}: {self._reason(row_exc)}",
                     hint="the lines before this batch were imported; fix the file and "
                     "import it again (rows already imported are skipped)",
                 )
-        return _FileError(self.path, batch[0][0], f"a batch of {table.name} failed: {problem}")
+        return _FileError(self.path, batch[0][0], f"a batch of {table.name} failed: {exc}")
 
     def finish(self, tables: dict[str, Table]) -> None:
         """Move id sequences past the imported ids (on the databases that need it)."""
@@ -283,7 +316,12 @@ def import_data(
         raise ValidationError(f"batch_size must be positive, not {batch_size}")
     tables = {table.name: table for table in schema_tables()}
     codecs = {name: TableCodec(table) for name, table in tables.items()}
+    stamp = _stamp(path)
     header, counts = _validate(path, codecs, progress)
+    if _stamp(path) != stamp:
+        raise ValidationError(
+            f"{path} changed while it was being checked", hint="import it again once it is complete"
+        )
     support = get_dialect(store.dialect)
     with translate_errors(store.dialect), store.engine.connect() as connection:
         writer = _Writer(connection, support, path, atomic=atomic)
@@ -328,7 +366,7 @@ def _import_rows(
     def flush() -> None:
         if not batch or current is None:
             return
-        writer.write(codecs[current].table, batch)
+        writer.write(codecs[current].table, tuple(keys), batch)
         done[current] = done.get(current, 0) + len(batch)
         if progress is not None:
             progress(Progress("import", current, done[current], counts.get(current)))
@@ -345,8 +383,5 @@ def _import_rows(
         if table != current or row.keys() != keys or len(batch) >= batch_size:
             flush()
             current, keys = table, row.keys()
-        try:
-            batch.append((number, codecs[table].decode(row)))
-        except DecodeError as exc:  # the file changed between the two passes
-            raise _FileError(path, number, f"table {table}: {exc}") from None
+        batch.append((number, codecs[table].load(row)))
     flush()
