@@ -270,3 +270,27 @@ def test_the_cli_exports_and_imports(sqlite_backend: Backend, tmp_path: Path) ->
     assert "cut short" in bad.stderr
     assert "hint:" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_benchmark_runs_and_prints_its_figures() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "portability.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--rows", "300,600", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("\n{") :])
+    names = [row["name"] for row in report["results"]]
+    assert names == [
+        "export sqlite 300 rows",
+        "import sqlite 300 rows",
+        "export sqlite 600 rows",
+        "import sqlite 600 rows",
+    ]
+    assert all(row["rows_per_s"] > 0 and row["naive_rows_per_s"] > 0 for row in report["results"])

@@ -223,3 +223,19 @@ def test_the_cli_forgets_a_user_and_applies_retention(sqlite_backend: Backend) -
     with Arquivo.open(sqlite_backend.url) as store:
         assert store.users.data("u1").total == 0
         assert store.retention.apply(RetentionPolicy(metrics_days=30, hitl_days=0)).total == 0
+
+
+def test_async_twins(sqlite_backend: Backend) -> None:
+    import asyncio
+
+    from arquivo import AsyncArquivo
+
+    async def main() -> None:
+        async with await AsyncArquivo.open(sqlite_backend.url) as store:
+            await store.preferences.set("u1", "k", 1)
+            assert (await store.users.data("u1")).total == 1
+            assert (await store.users.forget("u1")).rows["user_preferences"] == 1
+            applied = await store.retention.apply(RetentionPolicy(metrics_days=1))
+            assert applied.rows == {"system_metrics": 0}
+
+    asyncio.run(main())

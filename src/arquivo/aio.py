@@ -23,6 +23,8 @@ from arquivo.aio_facades import (
     AsyncHITL,
     AsyncMetrics,
     AsyncPreferences,
+    AsyncRetention,
+    AsyncUsers,
 )
 from arquivo.settings import Settings
 from arquivo.store import Arquivo
@@ -66,6 +68,10 @@ class AsyncArquivo:
         """The agent registry (awaitable)."""
         self.hitl = AsyncHITL(store.hitl, self._run)
         """Human-in-the-loop sessions (awaitable; ``wait`` blocks a worker thread)."""
+        self.users = AsyncUsers(store.users, self._run)
+        """Everything held about one user: ``data``, ``forget`` (awaitable)."""
+        self.retention = AsyncRetention(store.retention, self._run)
+        """Retention: ``apply`` a policy (awaitable)."""
 
     @classmethod
     async def open(

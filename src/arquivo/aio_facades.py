@@ -17,6 +17,8 @@ from arquivo.domain.conversations import Conversations
 from arquivo.domain.hitl import HITL
 from arquivo.domain.metrics import Metrics, Timer
 from arquivo.domain.preferences import Preferences
+from arquivo.domain.retention import Retention, RetentionPolicy, RetentionReport
+from arquivo.domain.users import ForgetReport, UserDataHook, Users
 from arquivo.values import (
     AgentRecord,
     AgentVersion,
@@ -35,6 +37,8 @@ __all__ = [
     "AsyncHITL",
     "AsyncMetrics",
     "AsyncPreferences",
+    "AsyncRetention",
+    "AsyncUsers",
     "Runner",
 ]
 
@@ -387,4 +391,57 @@ class AsyncHITL:
         """Block until the session leaves ``pending``; return it; see :meth:`arquivo.domain.hitl.HITL.wait`."""
         return await self._run(
             functools.partial(self._sync.wait, id, timeout, poll_interval=poll_interval)
+        )
+
+
+class AsyncUsers:
+    """Per-user data across every table: ``data`` (counts) and ``forget`` (delete all) (async twin of :class:`Users`)."""
+
+    __slots__ = ("_run", "_sync")
+
+    def __init__(self, sync: Users, run: Runner) -> None:
+        self._sync = sync
+        self._run = run
+
+    def add_hook(self, hook: UserDataHook) -> None:
+        """Include a place outside the schema's tables in :meth:`data` and :meth:`forget`; see :meth:`arquivo.domain.users.Users.add_hook`."""
+        return self._sync.add_hook(hook)
+
+    async def data(self, user_id: str) -> ForgetReport:
+        """Count what is held about ``user_id``, per table (a dry run of :meth:`forget`); see :meth:`arquivo.domain.users.Users.data`."""
+        return await self._run(functools.partial(self._sync.data, user_id))
+
+    async def forget(self, user_id: str, *, dry_run: bool = False) -> ForgetReport:
+        """Delete every row that belongs to ``user_id``, in one transaction; see :meth:`arquivo.domain.users.Users.forget`."""
+        return await self._run(functools.partial(self._sync.forget, user_id, dry_run=dry_run))
+
+
+class AsyncRetention:
+    """Deletes what a :class:`RetentionPolicy` does not keep: ``apply`` (async twin of :class:`Retention`)."""
+
+    __slots__ = ("_run", "_sync")
+
+    def __init__(self, sync: Retention, run: Runner) -> None:
+        self._sync = sync
+        self._run = run
+
+    async def apply(
+        self,
+        policy: RetentionPolicy,
+        *,
+        dry_run: bool = False,
+        chunk_size: int = 2000,
+        now: datetime | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> RetentionReport:
+        """Delete what ``policy`` does not keep, one short transaction per chunk; see :meth:`arquivo.domain.retention.Retention.apply`."""
+        return await self._run(
+            functools.partial(
+                self._sync.apply,
+                policy,
+                dry_run=dry_run,
+                chunk_size=chunk_size,
+                now=now,
+                progress=progress,
+            )
         )

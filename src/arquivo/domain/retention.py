@@ -109,11 +109,8 @@ class RetentionReport:
     dry_run: bool
 
 
-Progress = Callable[[str, int], None]
-
-
 class Retention(Facade):
-    """Applies a :class:`RetentionPolicy` (see the module docstring)."""
+    """Deletes what a :class:`RetentionPolicy` does not keep: ``apply``."""
 
     __slots__ = ()
 
@@ -124,7 +121,7 @@ class Retention(Facade):
         dry_run: bool = False,
         chunk_size: int = 2_000,
         now: datetime | None = None,
-        progress: Progress | None = None,
+        progress: Callable[[str, int], None] | None = None,
     ) -> RetentionReport:
         """Delete what ``policy`` does not keep, one short transaction per chunk.
 
@@ -183,7 +180,11 @@ class _Run:
     """One application of a policy: chunked deletes (or counts) and their totals."""
 
     def __init__(
-        self, facade: Retention, dry_run: bool, chunk_size: int, progress: Progress | None
+        self,
+        facade: Retention,
+        dry_run: bool,
+        chunk_size: int,
+        progress: Callable[[str, int], None] | None,
     ) -> None:
         self.store = facade._store
         self.dry_run = dry_run
