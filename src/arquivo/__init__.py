@@ -9,6 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from arquivo.aio import AsyncArquivo
 from arquivo.compat import DatabaseService, get_database_service, get_db_session
+from arquivo.domain.retention import RetentionPolicy, RetentionReport
+from arquivo.domain.users import ForgetReport
 from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
@@ -66,6 +68,7 @@ __all__ = [
     "DatabaseService",
     "DatabaseUnavailableError",
     "DuplicateError",
+    "ForgetReport",
     "HITLAction",
     "HITLActionRecord",
     "HITLRequest",
@@ -77,6 +80,8 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "OperationStats",
+    "RetentionPolicy",
+    "RetentionReport",
     "SchemaOutOfDateError",
     "SchemaTooNewError",
     "SessionInfo",

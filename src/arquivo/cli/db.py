@@ -14,7 +14,7 @@ from rich.table import Table
 from arquivo.cli.context import err_console, out_console, print_json, state
 from arquivo.db import migrate
 from arquivo.db.dialects import get_dialect, translate_errors
-from arquivo.db.urls import hide_password
+from arquivo.db.urls import hide_password, sqlite_path
 from arquivo.errors import MigrationError
 
 __all__ = ["app"]
@@ -184,6 +184,7 @@ def integrity(
         report = repair.check_integrity(engine, full=full)
         url = hide_password(engine.url)
         salvageable = get_dialect(engine.dialect.name).can_salvage_rows
+        damaged_file = sqlite_path(engine.url)
     finally:
         engine.dispose()
     if json:
@@ -198,7 +199,8 @@ def integrity(
             err_console.print(f"[bold red]damage:[/] {escape(problem)}", highlight=False)
         hint = "restore the last backup (`arquivo backup list`, then `arquivo backup restore ID`)"
         if salvageable:
-            hint += "; or salvage its rows: `arquivo db recover FILE --output NEW.db`"
+            name = str(damaged_file) if damaged_file is not None else "FILE"
+            hint += f"; or salvage its rows: `arquivo db recover {name} --output NEW.db`"
         err_console.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
         raise typer.Exit(1)
 
@@ -243,7 +245,7 @@ def recover(
     if json:
         print_json(report)
         return
-    table = Table("table", "rows recovered", "rejected", "damaged stretches skipped")
+    table = Table("table", "rows recovered", "rejected", "read errors skipped")
     for name, rows in report.rows.items():
         table.add_row(
             name,
