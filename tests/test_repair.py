@@ -147,3 +147,21 @@ def test_the_cli_integrity_and_vacuum_on_each_backend(backend: Backend) -> None:
     report = run_json("--url", backend.url, "db", "integrity")
     assert report["ok"] is True
     assert run_json("--url", backend.url, "db", "vacuum")["size_after"] > 0
+
+
+@pytest.mark.postgres_only
+def test_amcheck_verifies_the_indexes_when_installed(postgres_backend: Backend) -> None:
+    import sqlalchemy as sa
+
+    with Arquivo.open(postgres_backend.url) as store:
+        store.conversations.append("u", "s", "user", "hi")
+        without = check_integrity(store.engine)
+        assert any("amcheck is not installed" in note for note in without.checks)
+        try:
+            with store.engine.begin() as connection:
+                connection.execute(sa.text("CREATE EXTENSION amcheck"))
+        except sa.exc.DBAPIError:
+            pytest.skip("this PostgreSQL has no amcheck extension")
+        report = check_integrity(store.engine, full=True)
+        assert report.ok, report.problems
+        assert any("bt_index_check" in note for note in report.checks)
