@@ -8,6 +8,7 @@ migrations, backups and repair built in.
 from importlib.metadata import PackageNotFoundError, version
 
 from arquivo.aio import AsyncArquivo
+from arquivo.backup import BackupInfo, BackupManager, Backups
 from arquivo.compat import DatabaseService, get_database_service, get_db_session
 from arquivo.domain.retention import RetentionPolicy, RetentionReport
 from arquivo.domain.users import ForgetReport
@@ -61,6 +62,9 @@ __all__ = [
     "Arquivo",
     "ArquivoError",
     "AsyncArquivo",
+    "BackupInfo",
+    "BackupManager",
+    "Backups",
     "ConfigurationError",
     "ConflictError",
     "ConversationHistory",

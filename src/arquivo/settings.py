@@ -43,6 +43,9 @@ class Settings(BaseSettings):
             this (unset: kept forever).
         retention_conversations_days: ... conversation sessions inactive this long.
         retention_hitl_days: ... HITL sessions closed this long ago, with their actions.
+        backup_dir: ``ARQUIVO_BACKUP_DIR``, where backups are kept.
+        pg_bin_dir: ``ARQUIVO_PG_BIN_DIR``, the folder of ``pg_dump``/``pg_restore``
+            (searched for when unset).
     """
 
     model_config = SettingsConfigDict(
@@ -77,6 +80,8 @@ class Settings(BaseSettings):
     retention_metrics_days: int | None = Field(default=None, ge=0)
     retention_conversations_days: int | None = Field(default=None, ge=0)
     retention_hitl_days: int | None = Field(default=None, ge=0)
+    backup_dir: str = "./data/backups"
+    pg_bin_dir: str | None = None
 
     @pydantic.field_validator("sqlite_synchronous", mode="before")
     @classmethod

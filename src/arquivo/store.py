@@ -11,6 +11,7 @@ from types import TracebackType
 from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from arquivo.backup.service import DEFAULT_BACKUP_DIR, Backups
 from arquivo.db.dialects import get_dialect, translate_errors
 from arquivo.db.engine import create_engine, ping
 from arquivo.db.fastpath import Driver, DriverPool
@@ -50,6 +51,8 @@ class Arquivo:
         owns_engine: bool = False,
         max_connections: int = 15,
         acquire_timeout: float = 30.0,
+        backup_dir: str = DEFAULT_BACKUP_DIR,
+        pg_bin_dir: str | None = None,
     ) -> None:
         """Wrap an existing engine; prefer :meth:`open`, which also migrates.
 
@@ -59,6 +62,8 @@ class Arquivo:
             max_connections: Connections the domain methods use at once, at most
                 (besides the engine's own pool, which serves ``transaction()``).
             acquire_timeout: Seconds a call waits for one of them.
+            backup_dir: Where ``backups`` keeps backup sets.
+            pg_bin_dir: The folder of ``pg_dump``/``pg_restore`` (searched when omitted).
         """
         self._engine = engine
         self._owns_engine = owns_engine
@@ -89,6 +94,10 @@ class Arquivo:
         """Everything held about one user: ``data`` (counts per table), ``forget``."""
         self.retention = Retention(self)
         """Deletes what a :class:`RetentionPolicy` does not keep, in short chunks."""
+        self.backups = Backups(
+            engine, backup_dir, before_restore=self.close, pg_bin_dir=pg_bin_dir
+        )
+        """Backup sets: ``create``, ``list``, ``get``, ``verify``, ``prune``, ``restore``."""
 
     @classmethod
     def open(
@@ -128,6 +137,8 @@ class Arquivo:
             owns_engine=True,
             max_connections=settings.pool_size + settings.max_overflow,
             acquire_timeout=settings.pool_timeout_s,
+            backup_dir=settings.backup_dir,
+            pg_bin_dir=settings.pg_bin_dir,
         )
 
     @property

@@ -275,3 +275,25 @@ def vacuum(ctx: typer.Context, json: JsonOption = False) -> None:
     typer.echo(
         f"vacuumed in {report.seconds:.1f} s: {report.size_before} -> {report.size_after} bytes"
     )
+
+
+@app.command()
+def reset(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Drop every Arquivo table and recreate them empty, after a safety backup."""
+    from arquivo.backup.reset import reset_database
+
+    settings = state(ctx).settings()
+    with state(ctx).engine() as engine:
+        if not yes:
+            typer.confirm(
+                f"Erase all Arquivo data in {hide_password(engine.url)}? A backup is taken first",
+                abort=True,
+            )
+        safety = reset_database(engine, settings.backup_dir, pg_bin_dir=settings.pg_bin_dir)
+    if safety:
+        typer.echo(f"backed up as {safety}; the database is reset to an empty schema")
+    else:
+        typer.echo("the database had no Arquivo schema; created an empty one")

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from arquivo.cli import agents as agents_commands
+from arquivo.cli import backup as backup_commands
 from arquivo.cli import db as db_commands
 from arquivo.cli import history as history_commands
 from arquivo.cli import hitl as hitl_commands
@@ -37,6 +38,7 @@ app.add_typer(agents_commands.app, name="agents")
 app.add_typer(hitl_commands.app, name="hitl")
 app.add_typer(retention_commands.app, name="retention")
 portability_commands.register(app)
+app.add_typer(backup_commands.app, name="backup")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,102 @@
+"""Durable file operations: fsync, atomic replace, checksums, and disk-full translation.
+
+A backup or a restore is only as safe as its weakest write, so every file that matters is
+written to a temporary name, flushed to disk, then renamed into place, and the folder
+holding it is flushed too (a rename is not durable until its directory is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from arquivo.errors import ArquivoError, StorageFullError
+
+__all__ = [
+    "CHUNK",
+    "atomic_write_bytes",
+    "fsync_dir",
+    "fsync_file",
+    "os_errors",
+    "remove_quietly",
+    "sha256_file",
+]
+
+#: Read/write block for streaming copies: large enough to amortise system calls.
+CHUNK = 1 << 20
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def fsync_file(path: Path) -> None:
+    """Flush one file's content to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (names created, renamed or removed in it) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        remove_quietly(temp)
+        raise
+    fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file's content, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a file or a folder tree if it exists; cleanup must not mask the real error."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def os_errors(action: str) -> Iterator[None]:
+    """Turn ``OSError`` raised inside the block into an :class:`ArquivoError`.
+
+    A full disk (or quota, or file size limit) becomes :class:`StorageFullError`.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise StorageFullError(f"{action}: the disk is full ({exc.strerror})") from exc
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ArquivoError(
+            f"{action}: {exc.strerror or exc}{where}",
+            hint="check that the folder exists, is writable and is on a healthy disk",
+        ) from exc

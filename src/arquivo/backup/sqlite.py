@@ -1,0 +1,272 @@
+"""SQLite backups: an online-backup snapshot, compressed; restores swapped in by rename.
+
+Why not copy the file: under WAL, committed transactions may still live in the ``-wal``
+file, and a copy taken while a writer commits can be torn. The online backup API copies
+the pages of one read transaction, so it is consistent while writers keep writing (WAL
+readers never block writers). It is run in one step: a stepwise backup restarts whenever
+another connection writes, and could never finish under a steady write load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import URL, Engine
+
+from arquivo.backup import codec as codecs
+from arquivo.backup.base import DatabaseBackend, Progress, Snapshot, TargetState, register
+from arquivo.backup.files import fsync_dir, fsync_file, os_errors, remove_quietly
+from arquivo.backup.manifest import BackupInfo, ComponentRecord, FileRecord
+from arquivo.backup.migrating import migrate_to_head
+from arquivo.db.migrate import VERSION_TABLE
+from arquivo.db.urls import sqlite_path
+from arquivo.errors import (
+    CorruptDatabaseError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    ValidationError,
+)
+
+__all__ = ["SqliteBackend"]
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _file_of(url: URL) -> Path:
+    path = sqlite_path(url)
+    if path is None:
+        raise ValidationError(
+            "an in-memory SQLite database cannot be backed up or restored",
+            hint="use a file: DATABASE_URL=sqlite:///data/arquivo.db",
+        )
+    return path
+
+
+@contextlib.contextmanager
+def _connect(path: Path, *, timeout: float = 30.0) -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _user_tables(connection: sqlite3.Connection) -> list[str]:
+    rows = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY name"
+    ).fetchall()
+    return [str(name) for (name,) in rows]
+
+
+def _count_rows(connection: sqlite3.Connection) -> dict[str, int]:
+    return {
+        name: int(connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])
+        for name in _user_tables(connection)
+    }
+
+
+def _revision(connection: sqlite3.Connection) -> str | None:
+    if VERSION_TABLE not in _user_tables(connection):
+        return None
+    row = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _settle(path: Path) -> None:
+    """Fold a file's WAL into it and delete the side files, so it stands alone."""
+    with _connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for side in _SIDE_FILES:
+        remove_quietly(path.with_name(path.name + side))
+
+
+def _check(path: Path, expected: dict[str, int] | None) -> dict[str, int]:
+    """Run ``PRAGMA integrity_check`` and a count per table; compare with the manifest."""
+    try:
+        with _connect(path) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise CorruptDatabaseError(
+                    f"the restored database fails its integrity check: {'; '.join(problems[:5])}",
+                    hint="the backup is damaged; use another one (`arquivo backup list`)",
+                )
+            counts = _count_rows(connection)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptDatabaseError(
+            f"the restored file is not a healthy SQLite database: {exc}",
+            hint="the backup is damaged; use another one (`arquivo backup list`)",
+        ) from exc
+    if expected is not None and counts != expected:
+        differ = sorted(k for k in set(counts) | set(expected) if counts.get(k) != expected.get(k))
+        raise CorruptDatabaseError(
+            f"the restored database's row counts differ from the manifest in: {', '.join(differ)}",
+            hint="the backup is damaged; use another one (`arquivo backup list`)",
+        )
+    return counts
+
+
+@register
+class SqliteBackend(DatabaseBackend):
+    """SQLite: the online backup API, then compression; restore by atomic rename."""
+
+    dialect = "sqlite"
+    kind = "sqlite"
+
+    def snapshot(self, engine: Engine, folder: Path, codec: str, progress: Progress) -> Snapshot:
+        """Copy the database's pages in one read transaction, then compress the copy."""
+        source = _file_of(engine.url)
+        if not source.is_file():
+            raise NotFoundError(
+                f"the SQLite database {source} does not exist",
+                hint="check DATABASE_URL (or --url); `arquivo db upgrade` creates it",
+            )
+        raw = folder / "database.sqlite.raw"
+        name = "database.sqlite" + codecs.suffix(codec)
+        try:
+            progress(0, None, "copying pages")
+            with os_errors("cannot write the backup"):
+                with _connect(source) as src, _connect(raw) as dst:
+                    try:
+                        src.backup(dst)
+                    except sqlite3.DatabaseError as exc:
+                        raise CorruptDatabaseError(
+                            f"cannot read the database {source}: {exc}"
+                        ) from exc
+                    revision = _revision(dst)
+                    tables = _count_rows(dst)
+                    page_size = int(dst.execute("PRAGMA page_size").fetchone()[0])
+                _settle(raw)
+                raw_size = raw.stat().st_size
+                done = 0
+
+                def advance(block: int) -> None:
+                    nonlocal done
+                    done += block
+                    progress(done, raw_size, "compressing")
+
+                digest = codecs.compress_file(raw, folder / name, codec, advance)
+        finally:
+            remove_quietly(raw)
+        record = FileRecord(name, (folder / name).stat().st_size, digest)
+        component = ComponentRecord(
+            name="database",
+            kind=self.kind,
+            files=(record,),
+            codec=codec,
+            raw_size_bytes=raw_size,
+            details={"sqlite_version": sqlite3.sqlite_version, "page_size": page_size},
+        )
+        return Snapshot(component, revision, tables)
+
+    def inspect_target(self, url: URL) -> TargetState:
+        """A missing or zero-length file does not exist; else count its rows."""
+        path = _file_of(url)
+        if not path.is_file() or path.stat().st_size == 0:
+            return TargetState(exists=False, rows=0)
+        try:
+            with _connect(path, timeout=5.0) as connection:
+                counts = _count_rows(connection)
+        except sqlite3.DatabaseError:
+            # A damaged target still holds something: count it as non-empty (--force).
+            return TargetState(exists=True, rows=-1)
+        counts.pop(VERSION_TABLE, None)
+        return TargetState(exists=True, rows=sum(counts.values()))
+
+    def _unpack(self, info: BackupInfo, target: Path, progress: Progress) -> None:
+        component = info.component("database")
+        if component is None or component.kind != self.kind:
+            raise ValidationError(f"backup {info.id} holds no SQLite database")
+        packed = info.path / component.files[0].path
+        total = packed.stat().st_size
+        done = 0
+
+        def advance(block: int) -> None:
+            nonlocal done
+            done += block
+            progress(done, total, "decompressing")
+
+        with os_errors(f"cannot write {target}"):
+            codecs.decompress_file(packed, target, component.codec, advance)
+
+    def verify(
+        self, info: BackupInfo, scratch: Path, progress: Progress, server: URL | None
+    ) -> dict[str, int]:
+        """Decompress into ``scratch``, run the integrity check, compare row counts."""
+        target = scratch / "verify.db"
+        try:
+            self._unpack(info, target, progress)
+            progress(0, None, "integrity check")
+            return _check(target, info.tables)
+        finally:
+            for side in ("", *_SIDE_FILES):
+                remove_quietly(target.with_name(target.name + side))
+
+    def restore(self, info: BackupInfo, url: URL, progress: Progress) -> str | None:
+        """Decompress beside the target, check, migrate, flush, then rename over it."""
+        target = _file_of(url).resolve()
+        with os_errors(f"cannot create the folder {target.parent}"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.restore-{secrets.token_hex(4)}.tmp")
+        try:
+            self._unpack(info, temp, progress)
+            progress(0, None, "integrity check")
+            _check(temp, info.tables)
+            migrated_from = migrate_to_head(URL.create("sqlite", database=str(temp)), info)
+            with os_errors(f"cannot write {temp}"):
+                _settle(temp)
+                fsync_file(temp)
+            self._swap(temp, target)
+        finally:
+            for side in ("", *_SIDE_FILES):
+                remove_quietly(temp.with_name(temp.name + side))
+        return migrated_from
+
+    def _swap(self, temp: Path, target: Path) -> None:
+        if not target.exists():
+            with os_errors(f"cannot write {target}"):
+                os.replace(temp, target)
+                fsync_dir(target.parent)
+            return
+        # The old database's WAL must not survive the swap: SQLite would replay its frames
+        # onto the restored file and corrupt it. Leaving WAL mode folds it into the old
+        # file and deletes it, and is refused while another process has the file open.
+        with _connect(target, timeout=5.0) as old:
+            try:
+                mode = old.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+                old.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError as exc:
+                raise DatabaseUnavailableError(
+                    f"the database {target} is in use: {exc}",
+                    hint="stop the programs using it (the app, `arquivo backup schedule`...) "
+                    "and run the restore again; nothing was changed",
+                ) from exc
+            if str(mode).lower() != "delete":
+                raise DatabaseUnavailableError(
+                    f"the database {target} is in use by another process",
+                    hint="stop the programs using it and run the restore again; "
+                    "nothing was changed",
+                )
+            # Held under the exclusive lock: nobody reads the old file's side files now.
+            for side in _SIDE_FILES:
+                remove_quietly(target.with_name(target.name + side))
+            keep = target.with_name(f".{target.name}.before-restore")
+            remove_quietly(keep)
+            with os_errors(f"cannot replace {target}"):
+                os.link(target, keep)
+                os.replace(temp, target)
+                fsync_dir(target.parent)
+            old.execute("ROLLBACK")
+        try:
+            _check(target, None)
+        except CorruptDatabaseError:
+            # Put the previous database back: the restored file failed once in place.
+            os.replace(keep, target)
+            fsync_dir(target.parent)
+            raise
+        remove_quietly(keep)
