@@ -132,6 +132,10 @@ class SqliteBackend(DatabaseBackend):
             progress(0, None, "copying pages")
             with os_errors("cannot write the backup"):
                 with _connect(source) as src, _connect(raw) as dst:
+                    # The copy is a scratch file, flushed once when compressed: no
+                    # journal and no syncs while it is written (about 30% faster).
+                    dst.execute("PRAGMA journal_mode=OFF")
+                    dst.execute("PRAGMA synchronous=OFF")
                     try:
                         src.backup(dst)
                     except sqlite3.DatabaseError as exc:

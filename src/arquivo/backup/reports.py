@@ -1,0 +1,74 @@
+"""What the backup operations report: plain frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arquivo.backup.manifest import BackupInfo, IncompleteBackup
+
+__all__ = ["PruneReport", "RestoreReport", "VerifyReport"]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :meth:`Backups.verify`.
+
+    Attributes:
+        backup_id: The backup checked.
+        ok: Every check passed.
+        files_checked: Files whose size and SHA-256 were compared with the manifest.
+        restored: The backup was restored into a throwaway database and checked there.
+        tables: Row counts found in that database.
+        problems: What failed, one line each.
+    """
+
+    backup_id: str
+    ok: bool
+    files_checked: int
+    restored: bool
+    tables: dict[str, int]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """The outcome of :meth:`Backups.prune`.
+
+    Attributes:
+        removed: The backups deleted (or, with ``dry_run``, that would be).
+        kept: The backups left.
+        garbage: Folders of interrupted backups deleted (or that would be).
+        dry_run: Nothing was deleted.
+    """
+
+    removed: tuple[BackupInfo, ...]
+    kept: tuple[BackupInfo, ...]
+    garbage: tuple[IncompleteBackup, ...]
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """The outcome of :meth:`Backups.restore`.
+
+    Attributes:
+        backup_id: The backup restored.
+        target: The database replaced (password hidden).
+        dry_run: Nothing was changed; the report says what would be done.
+        skipped: Nothing was done because the target exists (``if_db_not_exists``).
+        replaced_rows: Rows the target held before (-1 when it was unreadable).
+        safety_backup_id: The backup taken of the target before it was replaced.
+        migrated_from: The revision the restored database was upgraded from, if any.
+        tables: Row counts of the backup.
+        duration_s: How long it took.
+    """
+
+    backup_id: str
+    target: str
+    dry_run: bool
+    skipped: bool
+    replaced_rows: int
+    safety_backup_id: str | None
+    migrated_from: str | None
+    tables: dict[str, int]
+    duration_s: float
