@@ -233,6 +233,9 @@ class SqliteBackend(DatabaseBackend):
 
     def _swap(self, temp: Path, target: Path) -> None:
         if not target.exists():
+            # Side files of a database deleted without them would be replayed onto ours.
+            for side in _SIDE_FILES:
+                remove_quietly(target.with_name(target.name + side))
             with os_errors(f"cannot write {target}"):
                 os.replace(temp, target)
                 fsync_dir(target.parent)
