@@ -322,3 +322,24 @@ def test_sqlite_restore_ignores_a_stale_wal_of_the_replaced_file(
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert _messages(sqlite_backend.url) == ["message 0", "message 1"]
+
+
+def test_a_sqlite_backup_restores_into_postgresql(
+    sqlite_backend: Backend, postgres_backend: Backend, tmp_path: Path
+) -> None:
+    with Arquivo.open(sqlite_backend.url) as store:
+        _fill(store, messages=4)
+        info = Backups(store.engine, tmp_path / "b").create()
+    with Arquivo.open(postgres_backend.url) as target:
+        target.preferences.set("someone", "else", 1)
+    backups = Backups(None, tmp_path / "b")
+    with pytest.raises(ConflictError):
+        backups.restore(info.id, to=postgres_backend.url)
+    report = backups.restore(info.id, to=postgres_backend.url, force=True)
+    assert report.safety_backup_id is not None
+    assert backups.get(report.safety_backup_id).dialect == "postgresql"
+    assert _messages(postgres_backend.url) == [f"message {i}" for i in range(4)]
+    with Arquivo.open(postgres_backend.url) as copy:
+        assert copy.preferences.get("u1", "theme") == "dark"
+        assert copy.preferences.get("someone", "else") is None
+        assert copy.agents.get("coder").instructions == "Be brief."

@@ -432,8 +432,9 @@ class Backups:
         check_revision(info)
         own = to is None
         url = self._bound().url if to is None else normalize_url(to)
-        if url.get_backend_name() != info.dialect:
-            _cross_dialect(info, url)
+        across = url.get_backend_name() != info.dialect
+        if across:
+            _check_across(info, url)
         problems = _check_files(info)
         if problems:
             raise CorruptDatabaseError(
@@ -441,7 +442,7 @@ class Backups:
                 hint="use another backup (`arquivo backup list`)",
             )
         backend = backend_for(info.dialect, pg_bin_dir=self._pg_bin_dir)
-        state = backend.inspect_target(url)
+        state = backend_for(url.get_backend_name(), pg_bin_dir=self._pg_bin_dir).inspect_target(url)
         target = hide_password(url)
 
         def report(**changes: Any) -> RestoreReport:
@@ -473,8 +474,44 @@ class Backups:
             safety = self._safety_backup(url, info.id)
         if own and self._before_restore is not None:
             self._before_restore()
-        migrated_from = backend.restore(info, url, progress or no_progress)
+        if across:
+            migrated_from = self._restore_across(info, url, state.exists, progress or no_progress)
+        else:
+            migrated_from = backend.restore(info, url, progress or no_progress)
         return report(safety_backup_id=safety, migrated_from=migrated_from)
+
+    def _restore_across(
+        self, info: BackupInfo, url: URL, exists: bool, progress: Progress
+    ) -> str | None:
+        """A SQLite backup into PostgreSQL: unpack to a scratch file, export, import.
+
+        The target is emptied (through the migrations) before the import, which is
+        all-or-nothing; its previous content is in the safety backup.
+        """
+        from arquivo.db import migrate
+        from arquivo.portability import export_data, import_data
+        from arquivo.store import Arquivo
+
+        with (
+            os_errors("cannot restore across databases"),
+            tempfile.TemporaryDirectory(dir=self._directory, prefix=".across-") as tmp,
+        ):
+            scratch = URL.create("sqlite", database=str(Path(tmp) / "source.db"))
+            migrated_from = backend_for("sqlite").restore(info, scratch, progress)
+            progress(0, None, "exporting")
+            with Arquivo.open(scratch) as source:
+                export_data(source, Path(tmp) / "rows.jsonl")
+            engine = create_engine(url)
+            try:
+                if exists:
+                    migrate.downgrade(engine, "base")
+                migrate.upgrade(engine, "head")
+            finally:
+                engine.dispose()
+            progress(0, None, "importing")
+            with Arquivo.open(url) as target:
+                import_data(target, Path(tmp) / "rows.jsonl", atomic=True)
+        return migrated_from
 
     def _safety_backup(self, url: URL, backup_id: str) -> str:
         engine = create_engine(url)
@@ -512,18 +549,14 @@ def _delete_backup(path: Path) -> None:
     remove_quietly(path)
 
 
-def _cross_dialect(info: BackupInfo, url: URL) -> None:
-    if importlib.util.find_spec("arquivo.portability") is None:
-        raise ArquivoError(
-            f"backup {info.id} is a {info.dialect} backup and the target is "
-            f"{url.get_backend_name()}; a physical backup restores only to the same database",
-            hint="restore it to a SQLite file (--to sqlite:///tmp/x.db), then move the data "
-            "with `arquivo export` there and `arquivo import` into the other database",
-        )
+def _check_across(info: BackupInfo, url: URL) -> None:
+    if info.dialect == "sqlite" and importlib.util.find_spec("arquivo.portability") is not None:
+        return
     raise ArquivoError(
-        f"backup {info.id} is a {info.dialect} backup and the target is {url.get_backend_name()}",
-        hint="restore it to a database of its own kind (--to), then `arquivo export` "
-        "from it and `arquivo import` into the target",
+        f"backup {info.id} is a {info.dialect} backup and the target is "
+        f"{url.get_backend_name()}; it cannot be restored there directly",
+        hint="restore it to a database of its own kind (--to), then move the data with "
+        "`arquivo export` from there and `arquivo import` into the target",
     )
 
 
