@@ -66,6 +66,21 @@ class _FileError(ValidationError):
         self.line = line
 
 
+_scan: Any = cast(Any, json.JSONDecoder()).scan_once
+
+
+def _parse(line: str) -> Any:
+    """One line's JSON value: the C scanner directly (``json.loads`` adds two regex
+    passes per line, a quarter of the parsing time), ``json.loads`` for odd lines."""
+    try:
+        value, end = _scan(line, 0)
+    except StopIteration:  # leading whitespace, or not JSON: let json.loads say which
+        return json.loads(line)
+    if end != len(line) and line[end:].strip():
+        raise json.JSONDecodeError("Extra data", line, end)
+    return value
+
+
 def _read(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) for every non-blank line of the file."""
     number = 0
@@ -74,7 +89,7 @@ def _read(path: Path) -> Iterator[tuple[int, Any]]:
             for number, line in enumerate(lines, 1):
                 if line.strip():
                     try:
-                        yield number, json.loads(line)
+                        yield number, _parse(line)
                     except json.JSONDecodeError as exc:
                         raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
         except UnicodeDecodeError as exc:
