@@ -96,11 +96,18 @@ class Settings(BaseSettings):
             **overrides: Values that win over the environment (``None`` values are ignored).
 
         Raises:
-            ConfigurationError: A variable has a value of the wrong type or out of range.
+            ConfigurationError: A variable has a value of the wrong type or out of range,
+                or ``.env`` cannot be read.
         """
         given = {k: v for k, v in overrides.items() if v is not None}
         try:
             return cls(**given)
+        except OSError as exc:
+            # The .env file (or the working directory holding it) cannot be read.
+            raise ConfigurationError(
+                f"cannot read the settings file .env: {exc.strerror or exc}",
+                hint="run from a directory you can read, or fix the permissions of its .env",
+            ) from exc
         except pydantic.ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"

@@ -12,9 +12,10 @@ import contextlib
 import os
 import select
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,10 @@ class Child:
         status = self.exit_status
         return status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
 
+    def fields(self, tag: str) -> list[list[str]]:
+        """The lines starting with ``tag``, split on every space (the tag removed)."""
+        return [line.split(" ")[1:] for line in self.lines if line.split(" ", 1)[0] == tag]
+
     def events(self, tag: str) -> list[list[str]]:
         """The lines starting with ``tag``, split into words (the tag removed)."""
         return [line.split(" ", 2)[1:] for line in self.lines if line.split(" ", 1)[0] == tag]
@@ -127,3 +132,31 @@ def run_until(children: list[Child], deadlines: list[float]) -> None:
             time.sleep(min(when - now, 0.05))
         for child in children:
             child.pump()
+
+
+@contextlib.contextmanager
+def pumping(children: list[Child]) -> Iterator[None]:
+    """Read the children's output in a background thread while the block runs.
+
+    A child blocks once the pipe (64 KiB) is full, so a parent busy with something else
+    (stopping a server, say) must keep reading.
+    """
+    done = threading.Event()
+
+    def pump() -> None:
+        while not done.is_set():
+            readers = [child.reader for child in children if not child._eof]
+            if readers:
+                select.select(readers, [], [], 0.05)
+            else:
+                done.wait(0.05)
+            for child in children:
+                child.pump()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
