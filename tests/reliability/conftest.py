@@ -6,12 +6,17 @@ also writes the tallies to ``FILE`` (what ``python -m tests.reliability.report``
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import IN_CI
 from reliability import ledger
+from reliability.pgcontrol import PostgresControl
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -27,3 +32,39 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     target = os.environ.get(ledger.LEDGER_ENV)
     if target:
         ledger.save(Path(target))
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[str]:
+    """An admin URL of a PostgreSQL server of its own, which a test may stop and restart."""
+    if os.environ.get("ARQUIVO_TEST_DATABASE_URL"):
+        pytest.skip("stopping the server needs the embedded one, not ARQUIVO_TEST_DATABASE_URL")
+    from pg_server import PostgresUnavailable, embedded_postgres
+
+    try:
+        server = embedded_postgres()
+        url = server.__enter__()
+    except PostgresUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true and PostgreSQL is unavailable: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def stoppable_postgres(private_postgres: str) -> Iterator[tuple[str, PostgresControl]]:
+    """A fresh database on the private server, and the means to stop and start that server."""
+    from pg_server import create_database, drop_database
+
+    control = PostgresControl.of(private_postgres)
+    name = f"arquivo_fault_{uuid.uuid4().hex[:12]}"
+    url = create_database(private_postgres, name)
+    try:
+        yield url, control
+    finally:
+        with contextlib.suppress(Exception):  # a test that failed with the server down
+            control.start()
+        drop_database(private_postgres, name)
