@@ -18,6 +18,7 @@ from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
     ConflictError,
+    CorruptDatabaseError,
     DatabaseUnavailableError,
     DuplicateError,
     MissingDependencyError,
@@ -196,6 +197,13 @@ class PostgresSupport(DialectSupport):
             )
         if state in ("40001", "40P01"):
             return ConflictError(f"a concurrent transaction conflicted: {detail}")
+        if state in ("XX001", "XX002"):  # data_corrupted, index_corrupted
+            return CorruptDatabaseError(
+                f"PostgreSQL found damaged data: {detail}",
+                hint="restore the last good backup; to recover what is readable, "
+                "`pg_amcheck DBNAME` lists the damaged tables and indexes (REINDEX "
+                "repairs an index)",
+            )
         if state in ("53100", "53400"):
             return StorageFullError(f"the server is out of disk space: {detail}")
         if state.startswith("08") or state in ("57P01", "57P02", "57P03", "53300"):
