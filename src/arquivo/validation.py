@@ -23,6 +23,7 @@ __all__ = [
     "check_json",
     "check_limit",
     "check_text",
+    "shown",
 ]
 
 #: Longest user, session, key, operation or agent name.
@@ -32,6 +33,20 @@ MAX_CONTENT_CHARS = 1_000_000
 #: Largest JSON value (preference, extra data, tools, memory), serialised, in bytes.
 MAX_JSON_BYTES = 1_000_000
 _MAX_JSON_DEPTH = 64
+_MAX_JSON_INT = 10**4000
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting caller input in a message.
+
+    Never fails: a value too deep or too large to repr (a list nested thousands of levels,
+    an integer of 5,000 digits) is described by its type instead.
+    """
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        return f"<a {type(value).__name__} too large to show>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def check_id(field: str, value: object) -> str:
@@ -101,7 +116,15 @@ def _walk(field: str, value: object, path: str, depth: int) -> None:
             f"{field} is nested more than {_MAX_JSON_DEPTH} levels deep (at {path})",
             hint="flatten the structure",
         )
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        # Python refuses to write integers of more than 4,300 digits as text.
+        if not -_MAX_JSON_INT < value < _MAX_JSON_INT:
+            raise ValidationError(
+                f"{field} holds an integer of more than 4,000 digits at {path}",
+                hint="store very large numbers as strings",
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -118,7 +141,7 @@ def _walk(field: str, value: object, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(
-                    f"{field} has a key of type {type(key).__name__} at {path}: {key!r}",
+                    f"{field} has a key of type {type(key).__name__} at {path}: {shown(key)}",
                     hint="JSON object keys must be strings; convert them with str()",
                 )
             _walk(field, item, f"{path}.{key}", depth + 1)
@@ -138,7 +161,7 @@ def check_limit(field: str, value: object, *, maximum: int = 10_000) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{field} must be an integer, not {type(value).__name__}")
     if not 1 <= value <= maximum:
-        raise ValidationError(f"{field} must be between 1 and {maximum}, not {value}")
+        raise ValidationError(f"{field} must be between 1 and {maximum}, not {shown(value)}")
     return value
 
 

@@ -31,7 +31,7 @@ from arquivo.db.types import utcnow
 from arquivo.domain.base import Facade
 from arquivo.errors import ConflictError, NotFoundError, ValidationError
 from arquivo.models import Agent, AgentDefinition
-from arquivo.validation import check_id, check_json, check_text
+from arquivo.validation import check_id, check_json, check_text, shown
 from arquivo.values import AgentRecord, AgentVersion
 
 __all__ = ["Agents"]
@@ -190,7 +190,7 @@ def _check_definition(model: object, instructions: object, tools: object) -> dic
 def _check_version(version: object) -> int:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValidationError(
-            f"version must be a positive integer, not {version!r}",
+            f"version must be a positive integer, not {shown(version)}",
             hint="versions are numbered from 1; list them with store.agents.versions(name)",
         )
     return version

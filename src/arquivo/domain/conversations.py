@@ -22,6 +22,7 @@ from arquivo.validation import (
     check_json,
     check_limit,
     check_text,
+    shown,
 )
 from arquivo.values import Message, SessionInfo, from_rows
 
@@ -175,7 +176,7 @@ def _check_message(index: int | None, role: object, content: object, extra: obje
     # Field names are only formatted on the way to an error: this runs per message.
     if role not in _ROLE_SET:
         raise ValidationError(
-            f"{_where(index)}role must be one of {', '.join(ROLES)}, not {role!r}",
+            f"{_where(index)}role must be one of {', '.join(ROLES)}, not {shown(role)}",
             hint="map other roles (function, developer...) to 'tool' or 'system'",
         )
     if type(content) is not str or len(content) > MAX_CONTENT_CHARS or "\x00" in content:
@@ -319,7 +320,7 @@ class Conversations(Facade):
         if before is None:
             values["before"] = _NO_CURSOR
         elif isinstance(before, bool) or not isinstance(before, int):
-            raise ValidationError(f"before must be a message id (int), not {before!r}")
+            raise ValidationError(f"before must be a message id (int), not {shown(before)}")
         else:
             values["before"] = before
         with self._store.unit(write=False) as driver:
@@ -331,7 +332,7 @@ class Conversations(Facade):
         check_id("user_id", user_id)
         check_limit("limit", limit)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValidationError(f"offset must be a non-negative integer, not {offset!r}")
+            raise ValidationError(f"offset must be a non-negative integer, not {shown(offset)}")
         values = {"user_id": user_id, "limit": limit, "offset": offset}
         with self._store.unit(write=False) as driver:
             rows = driver.execute(_sessions, values)

@@ -31,7 +31,14 @@ from arquivo.domain.base import Facade
 from arquivo.domain.hitl_wait import CHANNEL, wait_for_decision
 from arquivo.errors import ConflictError, NotFoundError, ValidationError
 from arquivo.models.hitl import HITL_KINDS, HITL_STATUSES
-from arquivo.validation import check_datetime, check_id, check_json, check_limit, check_text
+from arquivo.validation import (
+    check_datetime,
+    check_id,
+    check_json,
+    check_limit,
+    check_text,
+    shown,
+)
 from arquivo.values import HITLActionRecord, HITLRequest, from_rows
 
 __all__ = ["HITL", "SYSTEM_ACTOR"]
@@ -82,7 +89,7 @@ def _check_expires_in(expires_in: object) -> timedelta | None:
             hint="e.g. expires_in=3600 or timedelta(hours=1)",
         )
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValidationError(f"expires_in must be positive, not {expires_in!r}")
+        raise ValidationError(f"expires_in must be positive, not {shown(expires_in)}")
     return timedelta(seconds=seconds)
 
 
@@ -90,9 +97,9 @@ def _check_timeout(field: str, value: object, *, allow_none: bool) -> float | No
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{field} must be a number of seconds, not {value!r}")
+        raise ValidationError(f"{field} must be a number of seconds, not {shown(value)}")
     if not math.isfinite(value) or value < 0:
-        raise ValidationError(f"{field} must be a non-negative number, not {value!r}")
+        raise ValidationError(f"{field} must be a non-negative number, not {shown(value)}")
     return float(value)
 
 
@@ -146,7 +153,7 @@ class HITL(Facade):
             check_id("user_id", user_id)
         if kind not in HITL_KINDS:
             raise ValidationError(
-                f"kind must be one of {', '.join(HITL_KINDS)}, not {kind!r}",
+                f"kind must be one of {', '.join(HITL_KINDS)}, not {shown(kind)}",
                 hint="approval: yes/no; input: the person returns data; review: either",
             )
         check_json("request_data", request_data)
@@ -345,11 +352,11 @@ class HITL(Facade):
         """
         if status is not None and status not in HITL_STATUSES:
             raise ValidationError(
-                f"status must be one of {', '.join(HITL_STATUSES)}, not {status!r}"
+                f"status must be one of {', '.join(HITL_STATUSES)}, not {shown(status)}"
             )
         values: dict[str, Any] = {"now": utcnow(), "limit": check_limit("limit", limit)}
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValidationError(f"offset must be a non-negative integer, not {offset!r}")
+            raise ValidationError(f"offset must be a non-negative integer, not {shown(offset)}")
         values["offset"] = offset
         if since is not None:
             values["since"] = check_datetime("since", since)

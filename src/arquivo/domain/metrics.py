@@ -24,7 +24,7 @@ from arquivo.db.types import utcnow
 from arquivo.domain.base import Facade
 from arquivo.errors import ArquivoError, ValidationError
 from arquivo.models import SystemMetric
-from arquivo.validation import check_datetime, check_id, check_json, check_limit, check_text
+from arquivo.validation import check_datetime, check_id, check_json, check_limit, check_text, shown
 from arquivo.values import MetricBucket, MetricRecord, OperationStats
 
 __all__ = [
@@ -213,10 +213,12 @@ def parse_duration(value: str | timedelta, *, field: str = "duration") -> timede
     elif isinstance(value, str) and (match := _DURATION.fullmatch(value)):
         seconds = int(match[1]) * _UNIT_SECONDS[match[2].lower()]
     else:
-        raise ValidationError(f"{field} must be like 30s, 5m, 1h or 7d, not {value!r}", hint=hint)
+        raise ValidationError(
+            f"{field} must be like 30s, 5m, 1h or 7d, not {shown(value)}", hint=hint
+        )
     if not 1 <= seconds <= _MAX_SECONDS or seconds != int(seconds):
         raise ValidationError(
-            f"{field} must be a whole number of seconds from 1s to ten years, not {value!r}",
+            f"{field} must be a whole number of seconds from 1s to ten years, not {shown(value)}",
             hint=hint,
         )
     return timedelta(seconds=int(seconds))
@@ -234,7 +236,7 @@ def _check_duration(value: object) -> float:
         raise ValidationError("duration_ms is too large for a float") from None
     if not math.isfinite(duration) or duration < 0:
         raise ValidationError(
-            f"duration_ms must be finite and not negative, not {value!r}",
+            f"duration_ms must be finite and not negative, not {shown(value)}",
             hint="measure with time.perf_counter(), which never goes backwards",
         )
     return duration + 0.0  # -0.0 becomes 0.0, so it sorts and prints like 0
@@ -380,7 +382,7 @@ class Metrics(Facade):
         duration = _check_duration(duration_ms)
         if not isinstance(success, bool):
             raise ValidationError(
-                f"success must be True or False, not {success!r}", hint="pass a bool"
+                f"success must be True or False, not {shown(success)}", hint="pass a bool"
             )
         if error is not None:
             check_text("error", error, max_chars=MAX_ERROR_CHARS)
