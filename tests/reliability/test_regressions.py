@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from arquivo import ConfigurationError
+from arquivo import Arquivo, ConfigurationError, ValidationError
 from arquivo.settings import Settings
 from reliability.processes import say, spawn
 
@@ -46,3 +46,68 @@ def test_an_unreadable_dot_env_is_a_configuration_error() -> None:
     finally:
         (folder / ".env").unlink()
         folder.rmdir()
+
+
+def _nested(depth: int) -> object:
+    value: object = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_input_too_deep_to_repr_is_a_validation_error(store: Arquivo) -> None:
+    """Found by the hostile-input tests: quoting a 2,000-deep list raised RecursionError."""
+    closed = store.hitl.request("wf", "step", {})
+    store.hitl.approve(closed.id, actor="ana")
+    with pytest.raises(ValidationError, match="timeout must be a number") as caught:
+        store.hitl.wait(closed.id, timeout=_nested(2000))  # type: ignore[arg-type]
+    assert "too large to show" in caught.value.message
+
+
+def test_a_huge_integer_is_quoted_briefly(store: Arquivo) -> None:
+    """Found by the hostile-input tests: a 5,000-digit limit was echoed in full."""
+    with pytest.raises(ValidationError) as caught:
+        store.hitl.pending(limit=10**5000)
+    assert len(str(caught.value)) < 300
+
+
+def test_json_with_an_integer_too_large_to_write_is_a_validation_error(store: Arquivo) -> None:
+    """Found by the hostile-input tests: json.dumps raised ValueError past 4,300 digits."""
+    with pytest.raises(ValidationError, match=r"more than 4,000 digits at memory\.huge"):
+        store.agents.update_memory("coder", {"huge": 10**5000})
+
+
+ROUND_TRIP = [
+    1.0,
+    -0.0,
+    0.1 + 0.2,
+    1e-300,
+    5e-324,
+    1.7976931348623157e308,
+    2**63 - 1,
+    2**63,
+    -(2**63) - 1,
+    2**64,
+    10**3000,
+    -7,
+    True,
+]
+
+
+@pytest.mark.parametrize("value", ROUND_TRIP, ids=repr)
+def test_numbers_stored_as_json_round_trip_exactly(store: Arquivo, value: object) -> None:
+    """Found by the hostile-input tests: on SQLite a JSON column's NUMERIC affinity turned
+    1.0 into 1, -0.0 into 0 and integers past 64 bits into rounded floats (or inf)."""
+    store.preferences.set("u", "n", value)
+    message = store.conversations.append("u", "s", "user", "x", extra_data=value)
+    assert message.extra_data == value
+    for got in (
+        store.preferences.get("u", "n"),
+        store.conversations.history("u", "s")[0].extra_data,
+    ):
+        if store.dialect == "sqlite" or not isinstance(value, float):
+            assert repr(got) == repr(value)
+        else:
+            # PostgreSQL's JSONB keeps numbers as numeric: -0.0 reads back as 0.0, and a
+            # float with no fraction (1e308) as an integer with its decimal digits.
+            assert float(got) == value

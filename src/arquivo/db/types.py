@@ -127,8 +127,12 @@ def _json_decoder() -> Callable[[Any], Any]:
     return batched(decode, decode_many)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 class _SQLiteJSON(TypeDecorator[Any]):
-    """JSON text on SQLite, decoded in one call per value, or per column in listings.
+    """JSON text on SQLite that round-trips exactly, decoded in one call per value, or
+    per column in listings.
 
     SQLAlchemy's own SQLite JSON decoder wraps ``json.loads`` in two more layers; on a
     listing of a thousand rows that is a measurable share of the call. (A decorator,
@@ -137,6 +141,24 @@ class _SQLiteJSON(TypeDecorator[Any]):
 
     impl = JSON(none_as_null=True)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        text = self.impl_instance.dialect_impl(dialect).bind_processor(dialect)
+        dumps = json.dumps
+
+        def process(value: Any) -> Any:
+            # The column's NUMERIC affinity turns JSON text that reads as a number into an
+            # INTEGER or REAL: 1.0 came back as 1, -0.0 as 0, 2**64 as a rounded float.
+            # As a BLOB the text is kept as written (the decoder reads both).
+            if isinstance(value, float) or (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and not _INT64_MIN <= value <= _INT64_MAX
+            ):
+                return dumps(value).encode()
+            return value if text is None else text(value)
+
+        return process
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
         return _json_decoder()
