@@ -8,8 +8,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from arquivo import Arquivo, ConfigurationError, ValidationError
+from arquivo.cli.main import app
+from arquivo.db import migrate
+from arquivo.db.engine import create_engine
 from arquivo.settings import Settings
 from reliability.processes import say, spawn
 
@@ -111,3 +115,40 @@ def test_numbers_stored_as_json_round_trip_exactly(store: Arquivo, value: object
             # PostgreSQL's JSONB keeps numbers as numeric: -0.0 reads back as 0.0, and a
             # float with no fraction (1e308) as an integer with its decimal digits.
             assert float(got) == value
+
+
+@pytest.mark.parametrize("revision", ["", "\ud800", "head; rm -rf /", "x" * 100])
+def test_a_bad_revision_argument_is_a_validation_error(tmp_path: Path, revision: str) -> None:
+    """Found by the hostile CLI tests: Alembic failed on '' with a bare AssertionError, and
+    `db downgrade` crashed showing a lone surrogate in its question."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        for action in (migrate.upgrade, migrate.downgrade):
+            with pytest.raises(ValidationError, match="not a revision"):
+                action(engine, revision)
+    finally:
+        engine.dispose()
+    result = CliRunner().invoke(
+        app, ["--url", f"sqlite:///{tmp_path / 'a.db'}", "db", "downgrade", revision]
+    )
+    assert isinstance(result.exception, ValidationError)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["prefs", "set", "u", "k", "[" * 5000, "--json"],
+        ["hitl", "approve", "x", "--actor", "a", "--data", "[" * 5000],
+    ],
+)
+def test_cli_json_nested_too_deeply_is_a_validation_error(tmp_path: Path, words: list[str]) -> None:
+    """Found by the hostile CLI tests: json.loads raised RecursionError."""
+    result = CliRunner().invoke(app, ["--url", f"sqlite:///{tmp_path / 'a.db'}", *words])
+    assert isinstance(result.exception, ValidationError)
+    assert "nested too deeply" in result.exception.message
+
+
+def test_a_sqlite_path_too_long_is_a_configuration_error() -> None:
+    """Found by the hostile-input tests: the path check raised OSError (name too long)."""
+    with pytest.raises(ConfigurationError, match="not usable"):
+        Arquivo.open("sqlite:///" + "a" * 5000)

@@ -47,6 +47,7 @@ def downgrade(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Revert migrations down to REVISION. Reverting drops the data of removed tables."""
+    migrate.check_revision(revision)  # before it is shown in the question
     with state(ctx).engine() as engine:
         before = migrate.current_revision(engine)
         if not yes:

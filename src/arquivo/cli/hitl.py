@@ -44,6 +44,10 @@ def _parse(data: str | None) -> Any:
             f"--data is not valid JSON: {exc.msg} at position {exc.pos}",
             hint="quote it for the shell, e.g. --data '{\"ok\": true}'",
         ) from exc
+    except RecursionError as exc:
+        raise ValidationError(
+            "--data is nested too deeply to read", hint="flatten the structure"
+        ) from exc
 
 
 def _json_text(value: Any, *, preview: bool = False) -> Text:

@@ -54,6 +54,10 @@ def set_(
             raise ValidationError(
                 f"VALUE is not valid JSON: {exc}", hint="quote text as JSON: '\"dark\"'"
             ) from exc
+        except RecursionError as exc:
+            raise ValidationError(
+                "VALUE is nested too deeply to read", hint="flatten the structure"
+            ) from exc
     with state(ctx).store() as store:
         store.preferences.set(user_id, key, parsed)
     typer.echo(f"set {key} for {user_id}")

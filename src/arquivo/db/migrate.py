@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,9 +20,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from arquivo.db.dialects import get_dialect, translate_errors
-from arquivo.errors import MigrationError, SchemaOutOfDateError, SchemaTooNewError
+from arquivo.errors import (
+    MigrationError,
+    SchemaOutOfDateError,
+    SchemaTooNewError,
+    ValidationError,
+)
 from arquivo.migrations import HEAD_REVISION
 from arquivo.models import Base
+from arquivo.validation import shown
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,6 +42,7 @@ __all__ = [
     "Revision",
     "alembic_config",
     "check",
+    "check_revision",
     "current_revision",
     "downgrade",
     "ensure_schema",
@@ -186,13 +194,34 @@ def _run(engine: Engine, action: str, *args: Any, **kwargs: Any) -> None:
         ) from exc
 
 
+# Revision ids, head/base, relative steps (-1, +2) and branch forms (0003@head).
+_REVISION = re.compile(r"[A-Za-z0-9_.:@+-]{1,64}")
+
+
+def check_revision(revision: object) -> str:
+    """A revision argument as Alembic understands it (an id, ``head``, ``base``, ``-1``...).
+
+    Raises:
+        ValidationError: Anything else (Alembic itself fails on some of them with an
+            internal assertion).
+    """
+    if not isinstance(revision, str) or not _REVISION.fullmatch(revision):
+        raise ValidationError(
+            f"not a revision: {shown(revision)}",
+            hint="give a revision id (see `arquivo db history`), head, base, or -1, -2...",
+        )
+    return revision
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (``head`` by default), all in one transaction."""
+    check_revision(revision)
     _run(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Revert migrations down to ``revision`` (``-1`` for one step, ``base`` for all)."""
+    check_revision(revision)
     _run(engine, "downgrade", revision)
 
 

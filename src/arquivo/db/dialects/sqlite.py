@@ -18,6 +18,7 @@ from arquivo.db.dialects.base import READ_ONLY_OPTION, DialectSupport
 from arquivo.db.urls import sqlite_path
 from arquivo.errors import (
     ArquivoError,
+    ConfigurationError,
     CorruptDatabaseError,
     DatabaseUnavailableError,
     DuplicateError,
@@ -53,7 +54,14 @@ class SqliteSupport(DialectSupport):
         path = sqlite_path(url)
         if path is None:
             return
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError as exc:  # a name too long for the filesystem, say
+            raise ConfigurationError(
+                f"the SQLite path in DATABASE_URL is not usable: {exc.strerror}",
+                hint="point DATABASE_URL at a file path the filesystem accepts",
+            ) from exc
+        if is_dir:
             raise ArquivoError(
                 f"the SQLite path {path} is a directory",
                 hint="point DATABASE_URL at a file inside it, e.g. sqlite:///data/arquivo.db",
