@@ -170,19 +170,19 @@ def kill_rounds(url: str, synchronous: str, ledger: Tally, rounds: int, seed: in
 def test_kill_9_on_sqlite_loses_no_acknowledged_write(sqlite_backend: Backend) -> None:
     """SQLite with synchronous=NORMAL (the default): a process crash loses nothing."""
     ledger = tally("kill -9 writers (synchronous=NORMAL)", "sqlite")
-    kill_rounds(sqlite_backend.url, "NORMAL", ledger, scaled(12, 150), seed=1)
+    kill_rounds(sqlite_backend.url, "NORMAL", ledger, scaled(9, 150), seed=1)
 
 
 def test_kill_9_on_sqlite_full_loses_no_acknowledged_write(sqlite_backend: Backend) -> None:
     """SQLite with synchronous=FULL."""
     ledger = tally("kill -9 writers (synchronous=FULL)", "sqlite")
-    kill_rounds(sqlite_backend.url, "FULL", ledger, scaled(12, 150), seed=2)
+    kill_rounds(sqlite_backend.url, "FULL", ledger, scaled(9, 150), seed=2)
 
 
 def test_kill_9_on_postgres_loses_no_acknowledged_write(postgres_backend: Backend) -> None:
     """PostgreSQL: a client killed mid-transaction leaves nothing half-written."""
     ledger = tally("kill -9 writers", "postgresql")
-    kill_rounds(postgres_backend.url, "NORMAL", ledger, scaled(12, 150), seed=3)
+    kill_rounds(postgres_backend.url, "NORMAL", ledger, scaled(9, 150), seed=3)
 
 
 pytestmark = pytest.mark.timeout(600)
