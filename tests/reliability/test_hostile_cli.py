@@ -75,18 +75,31 @@ def _commands() -> list[tuple[tuple[str, ...], Any]]:
 COMMANDS = [(path, command) for path, command in _commands() if path not in SKIPPED]
 
 
+_PATHLIKE = {"dir", "to", "folder", "path", "file", "output", "target", "source", "destination"}
+
+
+def _inside(text: str) -> str:
+    # Paths stay inside the test's own working directory: the hostile part is the name,
+    # not a folder made or removed elsewhere on the machine (the tests run as root).
+    return "./" + text.lstrip("/").replace("..", "__")
+
+
 def argv(path: tuple[str, ...], command: Any) -> st.SearchStrategy[list[str]]:
     """The command's arguments, hostile, and a random subset of its options."""
     parts: list[st.SearchStrategy[list[str]]] = [st.just(list(path))]
     for param in command.params:
+        values = argument_text
+        kind = str(getattr(getattr(param, "type", None), "name", "")).lower()
+        if kind == "path" or (param.name or "") in _PATHLIKE or set(param.opts) & {"--dir", "--to"}:
+            values = argument_text.map(_inside)
         if param.param_type_name == "argument":
-            parts.append(argument_text.map(lambda text: [text]))
+            parts.append(values.map(lambda text: [text]))
         elif param.param_type_name == "option" and "--help" not in param.opts:
             name = param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0]
             if param.is_flag:
                 parts.append(st.sampled_from([[], [name]]))
             else:
-                parts.append(st.one_of(st.just([]), argument_text.map(lambda t, n=name: [n, t])))
+                parts.append(st.one_of(st.just([]), values.map(lambda t, n=name: [n, t])))
     return st.tuples(*parts).map(lambda chunks: [word for chunk in chunks for word in chunk])
 
 
