@@ -18,6 +18,9 @@ import pytest
 from arquivo import Arquivo
 from arquivo.compat import close_default_store
 
+# The live HTTP server fixture (``live``) for the server tests.
+pytest_plugins = ["server_support"]
+
 BACKENDS = ("sqlite", "postgresql")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -18,6 +18,7 @@ from arquivo.db.fastpath import Driver, DriverPool
 from arquivo.db.migrate import ensure_schema
 from arquivo.db.urls import hide_password
 from arquivo.domain.agents import Agents
+from arquivo.domain.api_keys import ApiKeys
 from arquivo.domain.conversations import Conversations
 from arquivo.domain.hitl import HITL
 from arquivo.domain.metrics import Metrics
@@ -98,6 +99,8 @@ class Arquivo:
             engine, backup_dir, before_restore=self.close, pg_bin_dir=pg_bin_dir
         )
         """Backup sets: ``create``, ``list``, ``get``, ``verify``, ``prune``, ``restore``."""
+        self.api_keys = ApiKeys(self)
+        """Keys of the HTTP service: ``create``, ``list``, ``revoke``, ``authenticate``."""
 
     @classmethod
     def open(

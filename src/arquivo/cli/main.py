@@ -14,10 +14,12 @@ from arquivo.cli import backup as backup_commands
 from arquivo.cli import db as db_commands
 from arquivo.cli import history as history_commands
 from arquivo.cli import hitl as hitl_commands
+from arquivo.cli import keys as keys_commands
 from arquivo.cli import metrics as metrics_commands
 from arquivo.cli import portability as portability_commands
 from arquivo.cli import prefs as prefs_commands
 from arquivo.cli import retention as retention_commands
+from arquivo.cli import serve as serve_command
 from arquivo.cli.context import CliState, err_console, render_error
 from arquivo.errors import ArquivoError
 
@@ -39,6 +41,8 @@ app.add_typer(hitl_commands.app, name="hitl")
 app.add_typer(retention_commands.app, name="retention")
 portability_commands.register(app)
 app.add_typer(backup_commands.app, name="backup")
+app.add_typer(keys_commands.app, name="keys")
+app.command("serve")(serve_command.serve)
 
 
 def _version(value: bool) -> None:

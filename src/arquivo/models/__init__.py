@@ -5,6 +5,7 @@ written: ``session.query(UserPreference).filter(UserPreference.user_id == "u1")`
 """
 
 from arquivo.models.agents import Agent, AgentDefinition
+from arquivo.models.api_keys import ApiKey
 from arquivo.models.base import Base
 from arquivo.models.conversations import ROLES, ConversationHistory
 from arquivo.models.hitl import HITL_STATUSES, HITLAction, HITLSession
@@ -16,6 +17,7 @@ __all__ = [
     "ROLES",
     "Agent",
     "AgentDefinition",
+    "ApiKey",
     "Base",
     "ConversationHistory",
     "HITLAction",
