@@ -37,7 +37,7 @@ def sessions(
     response_model=HistoryOut,
     summary="A page of a session's messages, oldest first",
 )
-def history(
+async def history(
     user_id: UserId,
     session_id: SessionId,
     principal: Caller,

@@ -76,7 +76,7 @@ def request(body: HITLIn, principal: Caller, store: Store) -> Json:
 
 
 @router.get("/pending", response_model=list[HITLOut], summary="Sessions waiting, oldest first")
-def pending(
+async def pending(
     principal: Caller,
     store: Store,
     workflow_id: Filter = None,

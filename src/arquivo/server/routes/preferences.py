@@ -22,14 +22,14 @@ _MISSING = object()
 
 
 @router.get("", response_model=dict[str, Any], summary="All of a user's preferences")
-def all_preferences(user_id: UserId, principal: Caller, store: Store) -> Json:
+async def all_preferences(user_id: UserId, principal: Caller, store: Store) -> Json:
     """Every preference of the user, as one object."""
     check_user(principal, user_id)
     return Json(store.preferences.all(user_id))
 
 
 @router.get("/{key}", response_model=PreferenceOut, summary="One preference")
-def get_preference(user_id: UserId, key: Key, principal: Caller, store: Store) -> Json:
+async def get_preference(user_id: UserId, key: Key, principal: Caller, store: Store) -> Json:
     """One preference's value; 404 when the user has no such key."""
     check_user(principal, user_id)
     value = store.preferences.get(user_id, key, _MISSING)
