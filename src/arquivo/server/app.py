@@ -15,6 +15,7 @@ from arquivo.server.errors import install_error_handlers
 from arquivo.server.limits import BodySizeLimit
 from arquivo.server.routes import agents, conversations, health, hitl, metrics, preferences
 from arquivo.server.waiters import DecisionWaiters
+from arquivo.server.writes import writer_limiter
 from arquivo.settings import Settings
 from arquivo.store import Arquivo
 
@@ -56,6 +57,7 @@ def create_app(
         app.state.store = store
         app.state.keys = KeyCache(store, config.auth_cache_ttl_s)
         app.state.waiters = DecisionWaiters(store)
+        app.state.writer = writer_limiter(store)
         try:
             yield
         finally:

@@ -126,6 +126,10 @@ class DialectSupport:
     #: Whether idle hot-path connections may go stale (a server can drop them).
     checks_idle_connections: ClassVar[bool] = False
 
+    #: Whether the database takes one writer at a time (a file lock): threads of one
+    #: process then do better queuing among themselves than sleeping on the lock.
+    single_writer: ClassVar[bool] = False
+
     def still_usable(self, connection: Any, idle_seconds: float) -> bool:
         """Whether an idle raw connection can be handed out again."""
         return True

@@ -47,6 +47,7 @@ class SqliteSupport(DialectSupport):
     """SQLite through the standard library's ``sqlite3`` module."""
 
     name = "sqlite"
+    single_writer = True
     # Reading the schema page proves the file is a database, not just openable.
     health_query = "SELECT count(*) FROM sqlite_master"
 

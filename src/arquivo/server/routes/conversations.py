@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from arquivo.server.auth import Caller
 from arquivo.server.encode import Json
 from arquivo.server.routes.deps import Store, check_user
 from arquivo.server.schemas import HistoryOut, MessageIn, MessageOut, SessionOut
+from arquivo.server.writes import run_write
 
 __all__ = ["router"]
 
@@ -61,12 +62,19 @@ async def history(
     status_code=201,
     summary="Append a message",
 )
-def append(
-    user_id: UserId, session_id: SessionId, body: MessageIn, principal: Caller, store: Store
+async def append(
+    user_id: UserId,
+    session_id: SessionId,
+    body: MessageIn,
+    principal: Caller,
+    store: Store,
+    request: Request,
 ) -> Json:
     """Store a message at the end of the session (created by its first message)."""
     check_user(principal, user_id)
-    message = store.conversations.append(
+    message = await run_write(
+        request,
+        store.conversations.append,
         user_id,
         session_id,
         body.role,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from arquivo.server.auth import Caller, require_admin
 from arquivo.server.encode import Json
 from arquivo.server.routes.deps import Store
 from arquivo.server.schemas import BucketOut, MetricIn, MetricOut, StatsOut
+from arquivo.server.writes import run_write
 
 __all__ = ["router"]
 
@@ -20,9 +21,11 @@ Operation = Annotated[str | None, Query(min_length=1, max_length=255)]
 
 
 @router.post("", response_model=MetricOut, status_code=201, summary="Record a measurement")
-def record(body: MetricIn, principal: Caller, store: Store) -> Json:
+async def record(body: MetricIn, principal: Caller, store: Store, request: Request) -> Json:
     """Store one measurement (any key may: agents report their own timings)."""
-    stored = store.metrics.record(
+    stored = await run_write(
+        request,
+        store.metrics.record,
         body.operation,
         body.duration_ms,
         success=body.success,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from arquivo.errors import NotFoundError
 from arquivo.server.auth import Caller
 from arquivo.server.encode import Json
 from arquivo.server.routes.deps import Store, check_user
 from arquivo.server.schemas import PreferenceIn, PreferenceOut
+from arquivo.server.writes import run_write
 
 __all__ = ["router"]
 
@@ -41,12 +42,12 @@ async def get_preference(user_id: UserId, key: Key, principal: Caller, store: St
 
 
 @router.put("/{key}", response_model=PreferenceOut, summary="Set one preference")
-def set_preference(
-    user_id: UserId, key: Key, body: PreferenceIn, principal: Caller, store: Store
+async def set_preference(
+    user_id: UserId, key: Key, body: PreferenceIn, principal: Caller, store: Store, request: Request
 ) -> Json:
     """Create or replace the value (any JSON)."""
     check_user(principal, user_id)
-    store.preferences.set(user_id, key, body.value)
+    await run_write(request, store.preferences.set, user_id, key, body.value)
     return Json({"user_id": user_id, "key": key, "value": body.value})
 
 
