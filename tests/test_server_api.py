@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from arquivo import Arquivo
 from server_support import LiveServer
 
 
@@ -220,3 +221,13 @@ def test_a_library_process_blocked_in_wait_gets_a_decision_made_over_http(
     finally:
         agent.kill()
     assert json.loads(out) == {"status": "rejected", "by": "root"}, err
+
+
+def test_a_revoked_key_stops_working_within_the_cache_time(live: LiveServer) -> None:
+    with Arquivo.open(live.db_url) as store:
+        record, token = store.api_keys.create("dora")
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{live.base_url}/v1/me", headers=headers).status_code == 200
+        store.api_keys.revoke(record.id)
+    time.sleep(2.5)  # ServerConfig.auth_cache_ttl_s is 2 s
+    assert httpx.get(f"{live.base_url}/v1/me", headers=headers).status_code == 401
