@@ -82,6 +82,9 @@ def test_bad_input_is_a_422_naming_the_field_and_nothing_is_written(live: LiveSe
     assert "role" in body["message"]
     body = _error(alice.post(url, json={"role": "user", "content": "a\x00b"}), 422)
     assert "content" in body["message"]
+    prefs = "/v1/users/alice/preferences/nul"
+    body = _error(alice.put(prefs, json={"value": {"a\x00b": 1}}), 422)  # found by the fuzzer
+    assert "value has a key with a NUL character" in body["message"]
     body = _error(alice.get(url, params={"limit": 0}), 422)
     assert "limit" in body["message"]
     assert alice.get(url).json()["messages"] == []

@@ -144,6 +144,9 @@ def _walk(field: str, value: object, path: str, depth: int) -> None:
                     f"{field} has a key of type {type(key).__name__} at {path}: {shown(key)}",
                     hint="JSON object keys must be strings; convert them with str()",
                 )
+            if "\x00" in key:
+                # PostgreSQL's JSONB cannot hold NUL in keys any more than in values.
+                raise ValidationError(f"{field} has a key with a NUL character at {path}")
             _walk(field, item, f"{path}.{key}", depth + 1)
         return
     if isinstance(value, (list, tuple)):
