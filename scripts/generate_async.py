@@ -22,13 +22,23 @@ from arquivo.domain.agents import Agents
 from arquivo.domain.base import Facade
 from arquivo.domain.conversations import Conversations
 from arquivo.domain.hitl import HITL
+from arquivo.domain.knowledge import Knowledge
 from arquivo.domain.metrics import Metrics
 from arquivo.domain.preferences import Preferences
 from arquivo.domain.retention import Retention
 from arquivo.domain.users import Users
 
 TARGET = Path(__file__).resolve().parents[1] / "src" / "arquivo" / "aio_facades.py"
-FACADES: list[type[Facade]] = [Preferences, Conversations, Metrics, Agents, HITL, Users, Retention]
+FACADES: list[type[Facade]] = [
+    Preferences,
+    Conversations,
+    Metrics,
+    Agents,
+    HITL,
+    Users,
+    Retention,
+    Knowledge,
+]
 # Methods that are not blocking calls: handed through as they are.
 PASS_THROUGH = {("Metrics", "timer"), ("Users", "add_hook")}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

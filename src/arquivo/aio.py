@@ -21,6 +21,7 @@ from arquivo.aio_facades import (
     AsyncAgents,
     AsyncConversations,
     AsyncHITL,
+    AsyncKnowledge,
     AsyncMetrics,
     AsyncPreferences,
     AsyncRetention,
@@ -72,6 +73,8 @@ class AsyncArquivo:
         """Everything held about one user: ``data``, ``forget`` (awaitable)."""
         self.retention = AsyncRetention(store.retention, self._run)
         """Retention: ``apply`` a policy (awaitable)."""
+        self.knowledge = AsyncKnowledge(store.knowledge, self._run)
+        """RAG knowledge (awaitable; embedding runs in a worker thread)."""
 
     @classmethod
     async def open(

@@ -15,10 +15,13 @@ from typing import Any, Protocol, TypeVar
 from arquivo.domain.agents import Agents
 from arquivo.domain.conversations import Conversations
 from arquivo.domain.hitl import HITL
+from arquivo.domain.knowledge import Knowledge
 from arquivo.domain.metrics import Metrics, Timer
 from arquivo.domain.preferences import Preferences
 from arquivo.domain.retention import Retention, RetentionPolicy, RetentionReport
 from arquivo.domain.users import ForgetReport, UserDataHook, Users
+from arquivo.knowledge.embedders import Embedder
+from arquivo.knowledge.values import Chunk, CollectionInfo, DocumentInfo, Hit
 from arquivo.values import (
     AgentRecord,
     AgentVersion,
@@ -35,6 +38,7 @@ __all__ = [
     "AsyncAgents",
     "AsyncConversations",
     "AsyncHITL",
+    "AsyncKnowledge",
     "AsyncMetrics",
     "AsyncPreferences",
     "AsyncRetention",
@@ -445,3 +449,145 @@ class AsyncRetention:
                 progress=progress,
             )
         )
+
+
+class AsyncKnowledge:
+    """Collections of embedded chunks: add, query, delete, by id, document or user (async twin of :class:`Knowledge`)."""
+
+    __slots__ = ("_run", "_sync")
+
+    def __init__(self, sync: Knowledge, run: Runner) -> None:
+        self._sync = sync
+        self._run = run
+
+    async def create_collection(
+        self,
+        name: str,
+        *,
+        dimensions: int | None = None,
+        metric: str = "cosine",
+        embedder: Embedder | None = None,
+    ) -> CollectionInfo:
+        """Create an empty collection; see :meth:`arquivo.domain.knowledge.Knowledge.create_collection`."""
+        return await self._run(
+            functools.partial(
+                self._sync.create_collection,
+                name,
+                dimensions=dimensions,
+                metric=metric,
+                embedder=embedder,
+            )
+        )
+
+    async def collection(self, name: str) -> CollectionInfo:
+        """A collection's settings (``NotFoundError`` when there is none); see :meth:`arquivo.domain.knowledge.Knowledge.collection`."""
+        return await self._run(functools.partial(self._sync.collection, name))
+
+    async def collections(self) -> list[CollectionInfo]:
+        """Every collection, by name; see :meth:`arquivo.domain.knowledge.Knowledge.collections`."""
+        return await self._run(functools.partial(self._sync.collections))
+
+    async def drop_collection(self, name: str) -> None:
+        """Delete a collection and everything in it (``NotFoundError`` when there is none); see :meth:`arquivo.domain.knowledge.Knowledge.drop_collection`."""
+        return await self._run(functools.partial(self._sync.drop_collection, name))
+
+    async def set_embedder(self, collection: str, embedder: Embedder) -> None:
+        """Use ``embedder`` for ``collection`` in this process (e.g. after a restart); see :meth:`arquivo.domain.knowledge.Knowledge.set_embedder`."""
+        return await self._run(functools.partial(self._sync.set_embedder, collection, embedder))
+
+    async def add(
+        self,
+        collection: str,
+        texts: str | Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any] | None] | None = None,
+        embeddings: Any = None,
+        user_id: str | None = None,
+    ) -> list[str]:
+        """Add (or replace, by id) chunks of text, embedding them unless given vectors; see :meth:`arquivo.domain.knowledge.Knowledge.add`."""
+        return await self._run(
+            functools.partial(
+                self._sync.add,
+                collection,
+                texts,
+                ids=ids,
+                metadatas=metadatas,
+                embeddings=embeddings,
+                user_id=user_id,
+            )
+        )
+
+    async def add_document(
+        self,
+        collection: str,
+        text: str,
+        *,
+        document_id: str | None = None,
+        chunk_size: int = 1000,
+        overlap: int = 200,
+        metadata: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> DocumentInfo:
+        """Split a long text into chunks, embed and store them, replacing any earlier; see :meth:`arquivo.domain.knowledge.Knowledge.add_document`."""
+        return await self._run(
+            functools.partial(
+                self._sync.add_document,
+                collection,
+                text,
+                document_id=document_id,
+                chunk_size=chunk_size,
+                overlap=overlap,
+                metadata=metadata,
+                user_id=user_id,
+            )
+        )
+
+    async def delete(
+        self,
+        collection: str,
+        ids: Sequence[str] | None = None,
+        *,
+        where: dict[str, Any] | None = None,
+    ) -> int:
+        """Delete chunks by id, by metadata filter, or both (both must match); see :meth:`arquivo.domain.knowledge.Knowledge.delete`."""
+        return await self._run(functools.partial(self._sync.delete, collection, ids, where=where))
+
+    async def delete_document(self, collection: str, document_id: str) -> int:
+        """Delete every chunk of a document; returns how many there were; see :meth:`arquivo.domain.knowledge.Knowledge.delete_document`."""
+        return await self._run(
+            functools.partial(self._sync.delete_document, collection, document_id)
+        )
+
+    async def forget_user(self, user_id: str) -> int:
+        """Delete every chunk of ``user_id`` in every collection; returns how many; see :meth:`arquivo.domain.knowledge.Knowledge.forget_user`."""
+        return await self._run(functools.partial(self._sync.forget_user, user_id))
+
+    async def get(self, collection: str, ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids (those that exist), in the order asked; see :meth:`arquivo.domain.knowledge.Knowledge.get`."""
+        return await self._run(functools.partial(self._sync.get, collection, ids))
+
+    async def count(self, collection: str) -> int:
+        """How many chunks ``collection`` holds; see :meth:`arquivo.domain.knowledge.Knowledge.count`."""
+        return await self._run(functools.partial(self._sync.count, collection))
+
+    async def query(
+        self,
+        collection: str,
+        query: str | Sequence[float],
+        *,
+        k: int = 5,
+        where: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """The ``k`` chunks closest to a text (embedded here) or a vector, best first; see :meth:`arquivo.domain.knowledge.Knowledge.query`."""
+        return await self._run(
+            functools.partial(
+                self._sync.query, collection, query, k=k, where=where, user_id=user_id, exact=exact
+            )
+        )
+
+    async def close(self) -> None:
+        """Release the backend's clients and caches (the store's ``close`` calls it); see :meth:`arquivo.domain.knowledge.Knowledge.close`."""
+        return await self._run(functools.partial(self._sync.close))

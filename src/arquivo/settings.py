@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         database_url: ``DATABASE_URL`` (or ``ARQUIVO_DATABASE_URL``).
         chroma_db_path: ``CHROMA_DB_PATH``, the local Chroma folder.
         chroma_host: ``CHROMA_HOST``, a Chroma server URL.
+        knowledge_backend: Where ``store.knowledge`` keeps vectors: ``native`` (in this
+            database) or ``chroma`` (``CHROMA_HOST`` if set, else ``CHROMA_DB_PATH``).
         auto_migrate: Upgrade the schema when a store opens (else only verify it).
         sqlite_synchronous: ``PRAGMA synchronous``; ``FULL`` survives power loss.
         sqlite_busy_timeout_ms: How long a SQLite writer waits for the lock.
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("CHROMA_HOST", "ARQUIVO_CHROMA_HOST", "chroma_host"),
     )
+    knowledge_backend: Literal["native", "chroma"] = "native"
     auto_migrate: bool = True
     sqlite_synchronous: SqliteSynchronous = "NORMAL"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 
@@ -21,11 +21,14 @@ from arquivo.domain.agents import Agents
 from arquivo.domain.api_keys import ApiKeys
 from arquivo.domain.conversations import Conversations
 from arquivo.domain.hitl import HITL
+from arquivo.domain.knowledge import Knowledge
 from arquivo.domain.metrics import Metrics
 from arquivo.domain.preferences import Preferences
 from arquivo.domain.retention import Retention
 from arquivo.domain.users import Users
 from arquivo.errors import ArquivoError
+from arquivo.knowledge.backend import VectorBackend
+from arquivo.knowledge.settings import knowledge_backend_from
 from arquivo.settings import Settings
 
 __all__ = ["Arquivo"]
@@ -54,6 +57,7 @@ class Arquivo:
         acquire_timeout: float = 30.0,
         backup_dir: str = DEFAULT_BACKUP_DIR,
         pg_bin_dir: str | None = None,
+        knowledge_backend: Callable[[], VectorBackend] | None = None,
     ) -> None:
         """Wrap an existing engine; prefer :meth:`open`, which also migrates.
 
@@ -65,6 +69,8 @@ class Arquivo:
             acquire_timeout: Seconds a call waits for one of them.
             backup_dir: Where ``backups`` keeps backup sets.
             pg_bin_dir: The folder of ``pg_dump``/``pg_restore`` (searched when omitted).
+            knowledge_backend: Makes the vector backend of ``knowledge`` (default: the
+                native one, in this database).
         """
         self._engine = engine
         self._owns_engine = owns_engine
@@ -101,6 +107,8 @@ class Arquivo:
         """Backup sets: ``create``, ``list``, ``get``, ``verify``, ``prune``, ``restore``."""
         self.api_keys = ApiKeys(self)
         """Keys of the HTTP service: ``create``, ``list``, ``revoke``, ``authenticate``."""
+        self.knowledge = Knowledge(self, knowledge_backend)
+        """RAG knowledge: ``create_collection``, ``add``, ``add_document``, ``query``..."""
 
     @classmethod
     def open(
@@ -142,6 +150,7 @@ class Arquivo:
             acquire_timeout=settings.pool_timeout_s,
             backup_dir=settings.backup_dir,
             pg_bin_dir=settings.pg_bin_dir,
+            knowledge_backend=knowledge_backend_from(settings),
         )
 
     @property
@@ -228,6 +237,7 @@ class Arquivo:
         if self._closed:
             return
         self._closed = True
+        self.knowledge.close()
         self._pool.close()
         if self._owns_engine:
             self._engine.dispose()

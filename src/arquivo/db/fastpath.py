@@ -138,6 +138,7 @@ class StatementCache:
     """
 
     def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         self._dialect = dialect
         self.support = get_dialect(dialect.name)
         self._prepared: dict[Any, Prepared] = {}
@@ -195,6 +196,50 @@ class Driver:
         if prepared.passthrough:
             return rows  # type: ignore[no-any-return]
         return prepared.rows(rows)
+
+    def run(self, prepared: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Like :meth:`execute`, for a statement prepared by the caller (one built per
+        call, e.g. with a filter the caller composed)."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(values))
+            description = cursor.description
+            if description is None:
+                return []
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if prepared._results is None:
+            prepared.bind_results(description)
+        if prepared.passthrough:
+            return rows  # type: ignore[no-any-return]
+        return [prepared.row(raw) for raw in rows]
+
+    def run_many(self, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a DML statement once per row of values (``executemany``); rows touched."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.executemany(prepared.sql, [prepared.parameters(values) for values in rows])
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def rowcount_of(self, prepared: Prepared, values: Mapping[str, Any]) -> int:
+        """Run a DML statement prepared by the caller; rows touched."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.parameters(values))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def prepare(self, statement: ClauseElement) -> Prepared:
+        """Compile a statement for this connection's dialect (not cached).
+
+        Write IN lists as ``column.in_([bindparam(...), ...])``: expanding parameters
+        are not supported here.
+        """
+        return Prepared(statement, self._cache.dialect)
 
     def insert(self, build: Builder, values: Mapping[str, Any]) -> int:
         """Run a one-row INSERT and return the new row's id.

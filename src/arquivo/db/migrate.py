@@ -95,11 +95,17 @@ def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
+#: Names of the per-collection ANN indexes the knowledge store creates itself.
+ANN_INDEX_PREFIX = "ix_knowledge_ann_"
+
+
 def include_name(name: str | None, type_: str, _parent: Any) -> bool:
     """Alembic filter: compare only Arquivo's own tables, never a host application's."""
     if type_ == "table":
         return name in Base.metadata.tables or name == VERSION_TABLE
-    return True
+    # The per-collection ANN indexes are made at run time (their width is the
+    # collection's), not by a revision.
+    return not (type_ == "index" and name is not None and name.startswith(ANN_INDEX_PREFIX))
 
 
 @contextlib.contextmanager

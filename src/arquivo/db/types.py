@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, Text
+import numpy as np
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
-__all__ = ["BigIntPK", "JSONText", "JSONType", "UTCDateTime", "batched", "utcnow"]
+__all__ = ["BigIntPK", "JSONText", "JSONType", "UTCDateTime", "Vector", "batched", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -199,3 +200,60 @@ JSONType: TypeEngine[Any] = (
 
 # SQLite only aliases the rowid (and so auto-increments) for exactly INTEGER PRIMARY KEY.
 BigIntPK: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class _PgVector(UserDefinedType[Any]):
+    """pgvector's ``vector`` without a fixed dimension (each collection has its own)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+
+class Vector(TypeDecorator[Any]):
+    """An embedding: float32 bytes on SQLite, pgvector's ``vector`` on PostgreSQL.
+
+    Binds a 1-D numpy array (or a sequence of floats); returns a float32 numpy array.
+    The dimension is not part of the type: collections of different widths share a table,
+    and PostgreSQL's per-collection ANN index casts to ``vector(N)``.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(_PgVector())
+        return dialect.type_descriptor(LargeBinary())
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name == "postgresql":
+
+            def to_text(value: Any) -> str | None:
+                if value is None:
+                    return None
+                array = np.asarray(value, dtype=np.float32)
+                # repr of a float32 keeps every bit; pgvector parses it back exactly.
+                return "[" + ",".join(map(repr, array.tolist())) + "]"
+
+            return to_text
+
+        def to_bytes(value: Any) -> bytes | None:
+            if value is None:
+                return None
+            return np.ascontiguousarray(value, dtype="<f4").tobytes()
+
+        return to_bytes
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        def from_db(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                return np.array(value[1:-1].split(","), dtype=np.float32)
+            if isinstance(value, memoryview):
+                value = value.tobytes()
+            return np.frombuffer(value, dtype="<f4").astype(np.float32)
+
+        return from_db

@@ -9,6 +9,7 @@ from arquivo.models.api_keys import ApiKey
 from arquivo.models.base import Base
 from arquivo.models.conversations import ROLES, ConversationHistory
 from arquivo.models.hitl import HITL_STATUSES, HITLAction, HITLSession
+from arquivo.models.knowledge import KnowledgeChunk, KnowledgeCollection
 from arquivo.models.metrics import SystemMetric
 from arquivo.models.preferences import UserPreference
 
@@ -22,6 +23,8 @@ __all__ = [
     "ConversationHistory",
     "HITLAction",
     "HITLSession",
+    "KnowledgeChunk",
+    "KnowledgeCollection",
     "SystemMetric",
     "UserPreference",
 ]

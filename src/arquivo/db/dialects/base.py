@@ -236,3 +236,23 @@ class DialectSupport:
     def vacuum(self, engine: Engine) -> None:
         """Reclaim free space and refresh the planner's statistics."""
         raise NotImplementedError
+
+    # --- the native vector store ------------------------------------------------------
+
+    def enable_vectors(self, connection: Connection) -> None:
+        """Make the vector column type available (a migration calls it before using it)."""
+
+    def chunk_change_triggers(self) -> list[str]:
+        """DDL keeping ``knowledge_collections.version``/``epoch`` current on every write.
+
+        Only where an in-process cache of the vectors needs to notice other writers.
+        """
+        return []
+
+    def json_scalar(self, column: ColumnElement[Any], key: str, kind: str) -> ColumnElement[Any]:
+        """``column[key]`` when it is a JSON value of ``kind``, else SQL NULL.
+
+        ``kind`` is ``text``, ``number`` or ``boolean``; a value of another type never
+        compares (so a filter ``year > 2000`` skips rows whose ``year`` is a string).
+        """
+        raise NotImplementedError

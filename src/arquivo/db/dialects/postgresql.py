@@ -21,6 +21,7 @@ from arquivo.errors import (
     CorruptDatabaseError,
     DatabaseUnavailableError,
     DuplicateError,
+    MigrationError,
     MissingDependencyError,
     StorageFullError,
     ValidationError,
@@ -309,3 +310,38 @@ class PostgresSupport(DialectSupport):
     def vacuum(self, engine: Engine) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM (ANALYZE)")
+
+    def enable_vectors(self, connection: Connection) -> None:
+        available = connection.execute(
+            text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        ).first()
+        if available is None:
+            raise MigrationError(
+                "the knowledge store needs the pgvector extension, which this PostgreSQL "
+                "server does not have",
+                hint="install pgvector on the server (https://github.com/pgvector/pgvector), "
+                "then run `arquivo db upgrade` again",
+            )
+        installed = connection.execute(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        ).first()
+        if installed is None:
+            try:
+                with connection.begin_nested():
+                    connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+            except sa.exc.DBAPIError as exc:
+                raise MigrationError(
+                    f"cannot create the pgvector extension: {exc.orig}",
+                    hint="ask a superuser to run CREATE EXTENSION vector; in this database, "
+                    "then run `arquivo db upgrade` again",
+                ) from exc
+
+    def json_scalar(self, column: ColumnElement[Any], key: str, kind: str) -> ColumnElement[Any]:
+        value = column.op("->")(sa.literal(key, sa.Text))
+        as_text = column.op("->>")(sa.literal(key, sa.Text))
+        json_type = sa.func.jsonb_typeof(value)
+        if kind == "boolean":
+            return sa.case((json_type == "boolean", sa.cast(as_text, sa.Boolean)))
+        if kind == "number":
+            return sa.case((json_type == "number", sa.cast(as_text, sa.Float)))
+        return sa.case((json_type == "string", as_text))

@@ -263,3 +263,35 @@ class SqliteSupport(DialectSupport):
             connection.exec_driver_sql("PRAGMA optimize")
             # Fold the WAL back in so the file size on disk is the real one.
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def chunk_change_triggers(self) -> list[str]:
+        # The SQLite index caches each collection's matrix in memory; these make any
+        # writer (raw SQL, forget_user, another process) visible to it through one row.
+        bump = (
+            "UPDATE knowledge_collections SET version = version + 1{extra} "
+            "WHERE id = {row}.collection_id"
+        )
+        epoch = ", epoch = epoch + 1"
+        return [
+            "CREATE TRIGGER knowledge_chunks_ai AFTER INSERT ON knowledge_chunks BEGIN "
+            + bump.format(extra="", row="NEW")
+            + "; END",
+            "CREATE TRIGGER knowledge_chunks_au AFTER UPDATE ON knowledge_chunks BEGIN "
+            + bump.format(extra=epoch, row="OLD")
+            + "; "
+            + bump.format(extra=epoch, row="NEW")
+            + "; END",
+            "CREATE TRIGGER knowledge_chunks_ad AFTER DELETE ON knowledge_chunks BEGIN "
+            + bump.format(extra=epoch, row="OLD")
+            + "; END",
+        ]
+
+    def json_scalar(self, column: ColumnElement[Any], key: str, kind: str) -> ColumnElement[Any]:
+        path = sa.literal('$."' + key + '"')
+        json_type = sa.func.json_type(column, path)
+        if kind == "boolean":
+            # json_extract gives 1/0 for true/false; json_type tells them from numbers.
+            return sa.case((json_type == "true", sa.true()), (json_type == "false", sa.false()))
+        wanted = ("text",) if kind == "text" else ("integer", "real")
+        matches = sa.or_(*(json_type == name for name in wanted))
+        return sa.case((matches, sa.func.json_extract(column, path)))
