@@ -257,3 +257,29 @@ def test_native_cache_sees_other_writers(backend: Backend) -> None:
         with first.engine.begin() as connection:
             connection.exec_driver_sql("DELETE FROM knowledge_chunks WHERE key = 'b'")
         assert [h.id for h in second.knowledge.query("docs", _unit(0, 1, 0), k=5)] == ["a"]
+
+
+def test_models_and_migrations_agree_with_collections_present(store: Arquivo) -> None:
+    # Per-collection ANN indexes (PostgreSQL) are made at run time, not by a revision:
+    # the schema check must not report them.
+    from arquivo.db.migrate import check
+
+    store.knowledge.create_collection("docs", dimensions=3)
+    store.knowledge.add("docs", ["a"], embeddings=[_unit(1, 0, 0)])
+    assert check(store.engine) == []
+
+
+def test_async_facade(tmp_path: Any) -> None:
+    import asyncio
+
+    from arquivo import AsyncArquivo
+
+    async def main() -> list[str]:
+        async with await AsyncArquivo.open(f"sqlite:///{tmp_path / 'a.db'}") as store:
+            await store.knowledge.create_collection("docs", dimensions=3)
+            await store.knowledge.add(
+                "docs", ["a", "b"], ids=["a", "b"], embeddings=[_unit(1, 0, 0), _unit(0, 1, 0)]
+            )
+            return [h.id for h in await store.knowledge.query("docs", _unit(0, 1, 0), k=1)]
+
+    assert asyncio.run(main()) == ["b"]

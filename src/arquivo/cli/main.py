@@ -14,6 +14,7 @@ from arquivo.cli import backup as backup_commands
 from arquivo.cli import db as db_commands
 from arquivo.cli import history as history_commands
 from arquivo.cli import hitl as hitl_commands
+from arquivo.cli import kb as kb_commands
 from arquivo.cli import keys as keys_commands
 from arquivo.cli import metrics as metrics_commands
 from arquivo.cli import portability as portability_commands
@@ -43,6 +44,7 @@ portability_commands.register(app)
 app.add_typer(backup_commands.app, name="backup")
 app.add_typer(keys_commands.app, name="keys")
 app.command("serve")(serve_command.serve)
+app.add_typer(kb_commands.app, name="kb")
 
 
 def _version(value: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import ischema_names as pg_ischema_names
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 __all__ = ["BigIntPK", "JSONText", "JSONType", "UTCDateTime", "Vector", "batched", "utcnow"]
@@ -209,6 +210,10 @@ class _PgVector(UserDefinedType[Any]):
 
     def get_col_spec(self, **kw: Any) -> str:
         return "vector"
+
+
+# Reflection (Alembic's check, inspect()) then knows the column's type.
+pg_ischema_names["vector"] = _PgVector
 
 
 class Vector(TypeDecorator[Any]):
