@@ -93,6 +93,16 @@ def test_query_ranks_and_filters(kstore: Arquivo) -> None:
     assert ids({"$or": [{"kind": "fish"}, {"legs": 2}]}) == ["b", "f"]
     assert ids({"kind": "mammal", "legs": 4}) == ["c", "d"]
     assert ids({"kind": "reptile"}) == []
+    # Chroma's rule everywhere: "not equal" includes chunks lacking the key or typed otherwise.
+    knowledge.add("docs", ["no metadata"], ids=["x"], embeddings=[_unit(1, 1, 1)])
+    knowledge.add(
+        "docs", ["text legs"], ids=["t"], embeddings=[_unit(1, 0, 1)], metadatas=[{"legs": "four"}]
+    )
+    assert ids({"kind": {"$ne": "mammal"}}) == ["b", "f", "t", "x"]
+    assert ids({"kind": {"$nin": ["mammal", "fish"]}}) == ["b", "t", "x"]
+    assert ids({"legs": {"$gte": 0}}) == ["b", "c", "d", "f"]
+    assert ids({"legs": "four"}) == ["t"]
+    knowledge.delete("docs", ["x", "t"])
     # A filter that keeps few rows still gives every one of them (iterative HNSW scan).
     assert [h.id for h in knowledge.query("docs", _unit(1, 0, 0), k=2, where={"legs": 0})] == ["f"]
     assert knowledge.query("docs", _unit(1, 0, 0), k=5, user_id="bob") == []

@@ -3,9 +3,10 @@
 The syntax is Chroma's (the seeds' vector store), so users move between backends
 freely: ``{"topic": "cats"}``, ``{"year": {"$gte": 2020}}``,
 ``{"$and": [...]}``, ``{"$or": [...]}``; several keys at the top level mean AND.
-Operators: ``$eq $ne $gt $gte $lt $lte $in $nin``. A comparison only matches chunks
-whose value under the key has the compared value's type (so ``$ne`` never matches a
-chunk that lacks the key, and ``year > 2000`` skips a ``year`` stored as text).
+Operators: ``$eq $ne $gt $gte $lt $lte $in $nin``. ``$eq``, ``$in`` and the ranges only
+match chunks whose value under the key has the compared value's type (``year > 2000``
+skips a ``year`` stored as text); ``$ne`` and ``$nin`` match every other chunk, including
+those without the key (Chroma's semantics, measured on chromadb 1.5.9).
 """
 
 from __future__ import annotations
@@ -182,15 +183,15 @@ def to_sql(
     value = support.json_scalar(column, node.key, _kind(sample))
     ops: dict[str, Any] = {
         "$eq": lambda v: value == v,
-        "$ne": lambda v: value != v,
+        # As in Chroma: "not equal" also matches chunks without the key or of another type.
+        "$ne": lambda v: sa.or_(value.is_(None), value != v),
         "$gt": lambda v: value > v,
         "$gte": lambda v: value >= v,
         "$lt": lambda v: value < v,
         "$lte": lambda v: value <= v,
         # Spelled out rather than IN (...): the hot path takes no expanding parameters.
         "$in": lambda v: sa.or_(*(value == item for item in v)),
-        # Over NULL every != is NULL: a chunk without the key does not match, as with $ne.
-        "$nin": lambda v: sa.and_(*(value != item for item in v)),
+        "$nin": lambda v: sa.or_(value.is_(None), sa.and_(*(value != item for item in v))),
     }
     condition: ColumnElement[bool] = ops[node.op](node.value)
     return condition
