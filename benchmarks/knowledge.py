@@ -212,6 +212,7 @@ def k2_latency(stores_: dict[str, Arquivo], data: Any, queries: Any) -> dict[str
             row["target"] = "p50 <= 5 ms, recall@10 >= 0.95"
             row["pass"] = stats["p50_ms"] <= 5.0 and row["recall@10"] >= 0.95
         result[name] = row
+        log(f"K2: {name}: {json.dumps(row, default=float)}")
     return result
 
 

@@ -111,7 +111,9 @@ class PgvectorBackend(NativeBackend):
             if exact:
                 connection.execute("SET LOCAL enable_indexscan = off")
             else:
-                connection.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * int(k))}")
+                # pgvector's default (40) gave recall@10 0.90 on the benchmark's 100k
+                # sentence embeddings; Chroma's 100 gave 0.95 on the same vectors.
+                connection.execute(f"SET LOCAL hnsw.ef_search = {max(100, 4 * int(k))}")
                 if len(conditions) > 1:
                     connection.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = driver.run(
