@@ -181,21 +181,7 @@ class Driver:
         ``key`` names the statement in the cache when one builder makes several
         (a multi-row INSERT for each batch size, say).
         """
-        prepared = self._cache.get(build if key is None else key, build)
-        cursor = self.connection.cursor()
-        try:
-            cursor.execute(prepared.sql, prepared.parameters(values))
-            description = cursor.description
-            if description is None:
-                return []
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-        if prepared._results is None:
-            prepared.bind_results(description)
-        if prepared.passthrough:
-            return rows  # type: ignore[no-any-return]
-        return prepared.rows(rows)
+        return self.run(self._cache.get(build if key is None else key, build), values)
 
     def run(self, prepared: Prepared, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Like :meth:`execute`, for a statement prepared by the caller (one built per
@@ -213,7 +199,7 @@ class Driver:
             prepared.bind_results(description)
         if prepared.passthrough:
             return rows  # type: ignore[no-any-return]
-        return [prepared.row(raw) for raw in rows]
+        return prepared.rows(rows)
 
     def run_many(self, prepared: Prepared, rows: Sequence[Mapping[str, Any]]) -> int:
         """Run a DML statement once per row of values (``executemany``); rows touched."""
