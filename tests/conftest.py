@@ -8,7 +8,6 @@ PostgreSQL that cannot be had fails the run; elsewhere its tests are skipped, lo
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +37,8 @@ class Backend:
     url: str
 
 
-@pytest.fixture(scope="session")
-def postgres_admin_url() -> Iterator[str]:
-    """A URL with the right to create databases on a running PostgreSQL server."""
-    external = os.environ.get("ARQUIVO_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
+def provided_postgres() -> Iterator[str]:
+    """Start an embedded server for a fixture; fail under CI, else skip, if it cannot run."""
     from pg_server import PostgresUnavailable, embedded_postgres
 
     try:
@@ -60,25 +54,32 @@ def postgres_admin_url() -> Iterator[str]:
         server.__exit__(None, None, None)
 
 
-def _fresh_url(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> Iterator[str]:
+def fresh_database(request: pytest.FixtureRequest, name: str, folder: Path) -> Iterator[str]:
+    """The URL of a new empty database on engine ``name``, removed afterwards."""
     if name == "sqlite":
-        yield f"sqlite:///{tmp_path / 'arquivo.db'}"
+        yield f"sqlite:///{folder / 'arquivo.db'}"
         return
-    from pg_server import create_database, drop_database
+    from pg_server import scratch_database
 
     admin: str = request.getfixturevalue("postgres_admin_url")
-    database = f"arquivo_test_{uuid.uuid4().hex[:12]}"
-    url = create_database(admin, database)
-    try:
+    with scratch_database(admin, "arquivo_test") as url:
         yield url
-    finally:
-        drop_database(admin, database)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A URL with the right to create databases on a running PostgreSQL server."""
+    external = os.environ.get("ARQUIVO_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    yield from provided_postgres()
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A fresh empty database, once on SQLite and once on PostgreSQL."""
-    for url in _fresh_url(request, request.param, tmp_path):
+    for url in fresh_database(request, request.param, tmp_path):
         yield Backend(request.param, url)
 
 
@@ -91,7 +92,7 @@ def sqlite_backend(tmp_path: Path) -> Backend:
 @pytest.fixture
 def postgres_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A fresh PostgreSQL database, for behaviour only PostgreSQL has."""
-    for url in _fresh_url(request, "postgresql", tmp_path):
+    for url in fresh_database(request, "postgresql", tmp_path):
         yield Backend("postgresql", url)
 
 

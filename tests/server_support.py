@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from arquivo import Arquivo
+from conftest import fresh_database
 
 ARQUIVO = Path(sys.executable).with_name("arquivo")
 BACKENDS = ("sqlite", "postgresql")
@@ -96,21 +96,6 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def _database(request: pytest.FixtureRequest, name: str, folder: Path) -> Iterator[str]:
-    if name == "sqlite":
-        yield f"sqlite:///{folder / 'arquivo.db'}"
-        return
-    from pg_server import create_database, drop_database
-
-    admin: str = request.getfixturevalue("postgres_admin_url")
-    database = f"arquivo_srv_{uuid.uuid4().hex[:12]}"
-    url = create_database(admin, database)
-    try:
-        yield url
-    finally:
-        drop_database(admin, database)
-
-
 @pytest.fixture(scope="session", params=BACKENDS)
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -121,7 +106,7 @@ def live(
     their own session ids and workflow names.
     """
     folder = tmp_path_factory.mktemp(f"server-{request.param}")
-    for db_url in _database(request, request.param, folder):
+    for db_url in fresh_database(request, request.param, folder):
         with Arquivo.open(db_url) as store:
             tokens = {
                 "admin": store.api_keys.create("root", admin=True, name="admin")[1],

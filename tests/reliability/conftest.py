@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
+from conftest import provided_postgres
 from reliability import ledger
 from reliability.pgcontrol import PostgresControl
 
@@ -39,32 +38,18 @@ def private_postgres() -> Iterator[str]:
     """An admin URL of a PostgreSQL server of its own, which a test may stop and restart."""
     if os.environ.get("ARQUIVO_TEST_DATABASE_URL"):
         pytest.skip("stopping the server needs the embedded one, not ARQUIVO_TEST_DATABASE_URL")
-    from pg_server import PostgresUnavailable, embedded_postgres
-
-    try:
-        server = embedded_postgres()
-        url = server.__enter__()
-    except PostgresUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true and PostgreSQL is unavailable: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from provided_postgres()
 
 
 @pytest.fixture
 def stoppable_postgres(private_postgres: str) -> Iterator[tuple[str, PostgresControl]]:
     """A fresh database on the private server, and the means to stop and start that server."""
-    from pg_server import create_database, drop_database
+    from pg_server import scratch_database
 
     control = PostgresControl.of(private_postgres)
-    name = f"arquivo_fault_{uuid.uuid4().hex[:12]}"
-    url = create_database(private_postgres, name)
-    try:
-        yield url, control
-    finally:
-        with contextlib.suppress(Exception):  # a test that failed with the server down
-            control.start()
-        drop_database(private_postgres, name)
+    with scratch_database(private_postgres, "arquivo_fault") as url:
+        try:
+            yield url, control
+        finally:
+            with contextlib.suppress(Exception):  # a test that failed with the server down
+                control.start()
