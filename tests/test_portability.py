@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from arquivo import Arquivo, ValidationError
 from arquivo.portability import Progress, export_data, import_data, schema_tables
-from conftest import Backend, _fresh_url
+from conftest import Backend, fresh_database
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def other_backend(
     name = "postgresql" if backend.name == "sqlite" else "sqlite"
     folder = tmp_path / "other"
     folder.mkdir()
-    for url in _fresh_url(request, name, folder):
+    for url in fresh_database(request, name, folder):
         yield Backend(name, url)
 
 
