@@ -9,6 +9,7 @@ database it is talking to.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -21,16 +22,22 @@ from arquivo.errors import ArquivoError
 __all__ = [
     "BACKENDS",
     "DatabaseBackend",
+    "Loader",
     "Progress",
     "Snapshot",
     "TargetState",
     "backend_for",
+    "counts_differ",
     "no_progress",
     "register",
 ]
 
 #: Reports work done: (bytes or units done, total or None, what is being done).
 Progress = Callable[[int, int | None, str], None]
+
+
+#: Fills a fresh, empty database, given its URL (it migrates it and imports rows).
+Loader = Callable[[URL], None]
 
 
 def no_progress(done: int, total: int | None, what: str) -> None:
@@ -111,6 +118,48 @@ class DatabaseBackend:
         or ``None`` when no migration was needed.
         """
         raise NotImplementedError
+
+    def scratch_copy(
+        self, info: BackupInfo, scratch: Path, progress: Progress, server: URL | None
+    ) -> AbstractContextManager[URL]:
+        """The backup rebuilt as a throwaway database, checked and at the code's schema.
+
+        A context manager yielding the throwaway database's URL (a file in ``scratch``,
+        or a temporary database on ``server``); it is deleted when the block ends. Used
+        to read a backup's rows through the logical export (a restore across databases).
+
+        Raises:
+            CorruptDatabaseError: The rebuilt database fails its checks.
+            ValidationError: A server database is needed and ``server`` is ``None``.
+        """
+        raise NotImplementedError
+
+    def check_scratch(self, info: BackupInfo, server: URL | None) -> None:
+        """Fail early if :meth:`scratch_copy` could not work here (nothing is written).
+
+        Raises:
+            ValidationError: A server is needed and ``server`` is ``None``.
+            MissingDependencyError: A tool it needs is missing.
+        """
+
+    def replace_with(self, url: URL, load: Loader, expected: dict[str, int]) -> None:
+        """Replace the database at ``url`` with a fresh one that ``load`` fills, atomically.
+
+        The fresh database is made beside the target (a temporary file, or a temporary
+        database on the same server), filled by ``load``, its row counts compared with
+        ``expected`` (the tables ``expected`` names), checked, and only then swapped in
+        as in :meth:`restore`; a failure or a kill before the swap leaves the target as
+        it was.
+
+        Raises:
+            CorruptDatabaseError: The loaded database's counts or integrity check fail.
+        """
+        raise NotImplementedError
+
+
+def counts_differ(found: dict[str, int], expected: dict[str, int]) -> list[str]:
+    """The tables of ``expected`` whose count in ``found`` is not the expected one."""
+    return sorted(name for name, rows in expected.items() if found.get(name, 0) != rows)
 
 
 BACKENDS: dict[str, type[DatabaseBackend]] = {}

@@ -9,13 +9,17 @@ folders and ``PATH``.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import URL
 
@@ -112,6 +116,30 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux (or no C library to ask)
+        return None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec so that it is killed when its parent dies.
+
+    A backup or restore killed with SIGKILL must not leave ``pg_dump`` writing into a
+    folder that is already garbage, nor ``pg_restore`` loading a database nobody will
+    swap in. Looked up in the parent: the child only makes the one system call.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def run_tool(args: list[str], env: dict[str, str], what: str) -> None:
     """Run a client program; a failure raises with the last lines of its stderr.
 
@@ -124,6 +152,7 @@ def run_tool(args: list[str], env: dict[str, str], what: str) -> None:
         text=True,
         env={**os.environ, **env},
         check=False,
+        preexec_fn=_die_with_parent(),
     )
     if result.returncode != 0:
         tail = " | ".join(result.stderr.strip().splitlines()[-3:])

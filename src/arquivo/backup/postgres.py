@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,18 +22,29 @@ import sqlalchemy as sa
 from sqlalchemy import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from arquivo.backup.base import DatabaseBackend, Progress, Snapshot, TargetState, register
+from arquivo.backup.base import (
+    DatabaseBackend,
+    Loader,
+    Progress,
+    Snapshot,
+    TargetState,
+    counts_differ,
+    register,
+)
 from arquivo.backup.files import sha256_file
 from arquivo.backup.manifest import BackupInfo, ComponentRecord, FileRecord
 from arquivo.backup.migrating import migrate_to_head
 from arquivo.backup.pgtools import connection_args, find_tool, run_tool, tool_major
 from arquivo.db.dialects import translate_errors
 from arquivo.db.migrate import VERSION_TABLE
-from arquivo.errors import CorruptDatabaseError, ValidationError
+from arquivo.errors import CorruptDatabaseError, DatabaseUnavailableError, ValidationError
 
 __all__ = ["PostgresBackend"]
 
 _DUMP = "database.pgdump"
+# "database ... is being accessed by other users": a session came back before the rename.
+_OBJECT_IN_USE = "55006"
+_SWAP_ATTEMPTS = 5
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
@@ -79,6 +91,11 @@ def _maintenance(url: URL) -> URL:
 
 def _server_major(connection: Connection) -> int:
     return int(connection.exec_driver_sql("SHOW server_version_num").scalar_one()) // 10_000
+
+
+def _temporary_name(url: URL) -> str:
+    # Recognisable (a kill leaves one behind: drop it) and within the 63-byte limit.
+    return f"{(url.database or 'db')[:40]}_arquivo_restore_{secrets.token_hex(4)}"
 
 
 def _quote(name: str) -> str:
@@ -158,8 +175,7 @@ class PostgresBackend(DatabaseBackend):
         component = info.component("database")
         if component is None or component.kind != self.kind:
             raise ValidationError(f"backup {info.id} holds no pg_dump archive")
-        stem = (url.database or "db")[:40]
-        name = f"{stem}_arquivo_restore_{secrets.token_hex(4)}"
+        name = _temporary_name(url)
         with _autocommit(_maintenance(url)) as admin:
             pg_restore = find_tool("pg_restore", _server_major(admin), self.pg_bin_dir)
             admin.exec_driver_sql(f"CREATE DATABASE {_quote(name)} TEMPLATE template0")
@@ -230,34 +246,105 @@ class PostgresBackend(DatabaseBackend):
             exists = admin.exec_driver_sql(
                 "SELECT 1 FROM pg_database WHERE datname = %(name)s", {"name": target}
             ).scalar()
-            if exists:
-                # No new sessions on the old database, then end the ones it has: a
-                # database being accessed cannot be renamed.
-                admin.exec_driver_sql(
-                    f"ALTER DATABASE {_quote(target)} WITH ALLOW_CONNECTIONS false"
-                )
-                admin.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %(name)s AND pid <> pg_backend_pid()",
-                    {"name": target},
-                )
-            # The connection is in autocommit; an explicit transaction makes the two
-            # renames one step: the target name always names a complete database.
-            admin.exec_driver_sql("BEGIN")
-            try:
+            for attempt in range(_SWAP_ATTEMPTS):
                 if exists:
+                    # A database being accessed cannot be renamed: end its sessions. Not
+                    # by first closing it to new connections (ALLOW_CONNECTIONS false): a
+                    # kill between that and the renames would leave it unusable.
                     admin.exec_driver_sql(
-                        f"ALTER DATABASE {_quote(target)} RENAME TO {_quote(old)}"
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %(name)s AND pid <> pg_backend_pid()",
+                        {"name": target},
                     )
-                admin.exec_driver_sql(f"ALTER DATABASE {_quote(name)} RENAME TO {_quote(target)}")
-                admin.exec_driver_sql("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sa.exc.DBAPIError):
-                    admin.exec_driver_sql("ROLLBACK")
-                if exists:
-                    admin.exec_driver_sql(
-                        f"ALTER DATABASE {_quote(target)} WITH ALLOW_CONNECTIONS true"
-                    )
-                raise
+                if self._renames(admin, target, name, old if exists else None):
+                    break
+                time.sleep(0.1 * (attempt + 1))
+            else:
+                raise DatabaseUnavailableError(
+                    f"the database {target} kept getting new sessions; it was not replaced",
+                    hint="stop the programs using it and run the restore again; "
+                    "nothing was changed",
+                )
             if exists:
                 admin.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(old)} WITH (FORCE)")
+
+    @staticmethod
+    def _renames(admin: Connection, target: str, name: str, old: str | None) -> bool:
+        """Both renames in one transaction; ``False`` when sessions came back meanwhile.
+
+        The transaction makes the two one step (the target name always names a complete
+        database), and a kill before its commit leaves the server as it was.
+        """
+        admin.exec_driver_sql("BEGIN")
+        try:
+            if old is not None:
+                admin.exec_driver_sql(f"ALTER DATABASE {_quote(target)} RENAME TO {_quote(old)}")
+            admin.exec_driver_sql(f"ALTER DATABASE {_quote(name)} RENAME TO {_quote(target)}")
+            admin.exec_driver_sql("COMMIT")
+        except sa.exc.DBAPIError as exc:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                admin.exec_driver_sql("ROLLBACK")
+            if getattr(exc.orig, "sqlstate", None) == _OBJECT_IN_USE:
+                return False
+            raise
+        except BaseException:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                admin.exec_driver_sql("ROLLBACK")
+            raise
+        return True
+
+    def check_scratch(self, info: BackupInfo, server: URL | None) -> None:
+        """A server to unpack on must be known, reachable, and ``pg_restore`` installed."""
+        server = self._need_server(info, server)
+        with _autocommit(_maintenance(server)) as admin:
+            find_tool("pg_restore", _server_major(admin), self.pg_bin_dir)
+
+    @staticmethod
+    def _need_server(info: BackupInfo, server: URL | None) -> URL:
+        if server is None:
+            raise ValidationError(
+                f"backup {info.id} is a pg_dump archive: reading its rows needs a "
+                "PostgreSQL server to unpack it on (a temporary database is created there)",
+                hint="name one with --via postgresql://user@host/db (or set DATABASE_URL "
+                "to a PostgreSQL database)",
+            )
+        return server
+
+    @contextlib.contextmanager
+    def _scratch(self, info: BackupInfo, progress: Progress, server: URL | None) -> Iterator[URL]:
+        server = self._need_server(info, server)
+        name = self._restore_into(info, server, progress)
+        try:
+            copy = server.set(database=name)
+            migrate_to_head(copy, info)
+            yield copy
+        finally:
+            self._drop(server, name)
+
+    def scratch_copy(
+        self, info: BackupInfo, scratch: Path, progress: Progress, server: URL | None
+    ) -> contextlib.AbstractContextManager[URL]:
+        """``pg_restore`` into a temporary database on ``server``; dropped after."""
+        return self._scratch(info, progress, server)
+
+    def replace_with(self, url: URL, load: Loader, expected: dict[str, int]) -> None:
+        """Fill a fresh database beside the target, count its rows, swap the names."""
+        name = _temporary_name(url)
+        with _autocommit(_maintenance(url)) as admin:
+            admin.exec_driver_sql(f"CREATE DATABASE {_quote(name)} TEMPLATE template0")
+        try:
+            fresh = url.set(database=name)
+            load(fresh)
+            with _autocommit(fresh) as connection:
+                counts = _count_rows(connection)
+            differ = counts_differ(counts, expected)
+            if differ:
+                raise CorruptDatabaseError(
+                    f"the restored database's row counts differ from the backup in: "
+                    f"{', '.join(differ)}; the target was not changed",
+                    hint="verify the backup (`arquivo backup verify ID`) and report this",
+                )
+            self._swap(url, name)
+        except BaseException:
+            self._drop(url, name)
+            raise

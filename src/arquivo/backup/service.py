@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import importlib.util
 import json
 import os
 import tempfile
@@ -18,6 +17,7 @@ from typing import Any
 from sqlalchemy import URL, Engine
 
 from arquivo.backup import codec as codecs
+from arquivo.backup.across import check_across, restore_across, source_server
 from arquivo.backup.base import Progress, backend_for, no_progress
 from arquivo.backup.files import (
     fsync_dir,
@@ -42,7 +42,6 @@ from arquivo.backup.reports import PruneReport, RestoreReport, VerifyReport
 from arquivo.db.engine import create_engine
 from arquivo.db.urls import hide_password, normalize_url
 from arquivo.errors import (
-    ArquivoError,
     ConflictError,
     CorruptDatabaseError,
     NotFoundError,
@@ -395,6 +394,7 @@ class Backups:
         force: bool = False,
         dry_run: bool = False,
         if_db_not_exists: bool = False,
+        via: str | URL | None = None,
         progress: Progress | None = None,
     ) -> RestoreReport:
         """Replace a database with a backup, safely.
@@ -406,6 +406,11 @@ class Backups:
         (a rename on SQLite, a database rename on PostgreSQL); a failure at any step
         leaves the target as it was.
 
+        A backup restores into the other kind of database too (SQLite into PostgreSQL
+        and back): it is rebuilt as a throwaway database of its own kind, and its rows
+        go through the portable export into a fresh database swapped in the same way
+        (see :mod:`arquivo.backup.across`).
+
         Args:
             backup_id: The backup (or ``latest``).
             to: The database to replace; default the store's own (this store is then
@@ -413,6 +418,8 @@ class Backups:
             force: Replace a database that holds rows.
             dry_run: Check everything, change nothing, report what would happen.
             if_db_not_exists: Do nothing (and succeed) when the target already exists.
+            via: A PostgreSQL server to unpack a ``pg_dump`` backup on when restoring it
+                into SQLite (default: the bound database's server, else the backup's).
             progress: Called as work advances.
 
         Raises:
@@ -433,8 +440,6 @@ class Backups:
         own = to is None
         url = self._bound().url if to is None else normalize_url(to)
         across = url.get_backend_name() != info.dialect
-        if across:
-            _check_across(info, url)
         problems = _check_files(info)
         if problems:
             raise CorruptDatabaseError(
@@ -442,6 +447,12 @@ class Backups:
                 hint="use another backup (`arquivo backup list`)",
             )
         backend = backend_for(info.dialect, pg_bin_dir=self._pg_bin_dir)
+        server = None
+        if across:
+            server = source_server(
+                info, None if via is None else normalize_url(via), self._server_url()
+            )
+            check_across(info, server, self._pg_bin_dir)
         state = backend_for(url.get_backend_name(), pg_bin_dir=self._pg_bin_dir).inspect_target(url)
         target = hide_password(url)
 
@@ -475,43 +486,19 @@ class Backups:
         if own and self._before_restore is not None:
             self._before_restore()
         if across:
-            migrated_from = self._restore_across(info, url, state.exists, progress or no_progress)
+            with os_errors("cannot restore"):
+                self._directory.mkdir(parents=True, exist_ok=True)
+            migrated_from = restore_across(
+                info,
+                url,
+                scratch_dir=self._directory,
+                server=server,
+                pg_bin_dir=self._pg_bin_dir,
+                progress=progress or no_progress,
+            )
         else:
             migrated_from = backend.restore(info, url, progress or no_progress)
         return report(safety_backup_id=safety, migrated_from=migrated_from)
-
-    def _restore_across(
-        self, info: BackupInfo, url: URL, exists: bool, progress: Progress
-    ) -> str | None:
-        """A SQLite backup into PostgreSQL: unpack to a scratch file, export, import.
-
-        The target is emptied (through the migrations) before the import, which is
-        all-or-nothing; its previous content is in the safety backup.
-        """
-        from arquivo.db import migrate
-        from arquivo.portability import export_data, import_data
-        from arquivo.store import Arquivo
-
-        with (
-            os_errors("cannot restore across databases"),
-            tempfile.TemporaryDirectory(dir=self._directory, prefix=".across-") as tmp,
-        ):
-            scratch = URL.create("sqlite", database=str(Path(tmp) / "source.db"))
-            migrated_from = backend_for("sqlite").restore(info, scratch, progress)
-            progress(0, None, "exporting")
-            with Arquivo.open(scratch) as source:
-                export_data(source, Path(tmp) / "rows.jsonl")
-            engine = create_engine(url)
-            try:
-                if exists:
-                    migrate.downgrade(engine, "base")
-                migrate.upgrade(engine, "head")
-            finally:
-                engine.dispose()
-            progress(0, None, "importing")
-            with Arquivo.open(url) as target:
-                import_data(target, Path(tmp) / "rows.jsonl", atomic=True)
-        return migrated_from
 
     def _safety_backup(self, url: URL, backup_id: str) -> str:
         engine = create_engine(url)
@@ -547,17 +534,6 @@ def _delete_backup(path: Path) -> None:
     # backup with missing files.
     remove_quietly(path / MANIFEST)
     remove_quietly(path)
-
-
-def _check_across(info: BackupInfo, url: URL) -> None:
-    if info.dialect == "sqlite" and importlib.util.find_spec("arquivo.portability") is not None:
-        return
-    raise ArquivoError(
-        f"backup {info.id} is a {info.dialect} backup and the target is "
-        f"{url.get_backend_name()}; it cannot be restored there directly",
-        hint="restore it to a database of its own kind (--to), then move the data with "
-        "`arquivo export` from there and `arquivo import` into the target",
-    )
 
 
 def _size_of(value: Any) -> int:

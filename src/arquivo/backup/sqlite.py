@@ -19,7 +19,15 @@ from pathlib import Path
 from sqlalchemy import URL, Engine
 
 from arquivo.backup import codec as codecs
-from arquivo.backup.base import DatabaseBackend, Progress, Snapshot, TargetState, register
+from arquivo.backup.base import (
+    DatabaseBackend,
+    Loader,
+    Progress,
+    Snapshot,
+    TargetState,
+    counts_differ,
+    register,
+)
 from arquivo.backup.files import fsync_dir, fsync_file, os_errors, remove_quietly
 from arquivo.backup.manifest import BackupInfo, ComponentRecord, FileRecord
 from arquivo.backup.migrating import migrate_to_head
@@ -277,3 +285,47 @@ class SqliteBackend(DatabaseBackend):
             fsync_dir(target.parent)
             raise
         remove_quietly(keep)
+
+    @contextlib.contextmanager
+    def _scratch(self, info: BackupInfo, scratch: Path, progress: Progress) -> Iterator[URL]:
+        target = scratch / "source.db"
+        try:
+            self._unpack(info, target, progress)
+            progress(0, None, "integrity check")
+            _check(target, info.tables)
+            url = URL.create("sqlite", database=str(target))
+            migrate_to_head(url, info)
+            yield url
+        finally:
+            for side in ("", *_SIDE_FILES):
+                remove_quietly(target.with_name(target.name + side))
+
+    def scratch_copy(
+        self, info: BackupInfo, scratch: Path, progress: Progress, server: URL | None
+    ) -> contextlib.AbstractContextManager[URL]:
+        """Decompress into a file in ``scratch``, check it, migrate it; delete it after."""
+        return self._scratch(info, scratch, progress)
+
+    def replace_with(self, url: URL, load: Loader, expected: dict[str, int]) -> None:
+        """Fill a temporary file beside the target, check it, flush it, rename it over."""
+        target = _file_of(url).resolve()
+        with os_errors(f"cannot create the folder {target.parent}"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.restore-{secrets.token_hex(4)}.tmp")
+        try:
+            load(URL.create("sqlite", database=str(temp)))
+            counts = _check(temp, None)
+            differ = counts_differ(counts, expected)
+            if differ:
+                raise CorruptDatabaseError(
+                    f"the restored database's row counts differ from the backup in: "
+                    f"{', '.join(differ)}; the target was not changed",
+                    hint="verify the backup (`arquivo backup verify ID`) and report this",
+                )
+            with os_errors(f"cannot write {temp}"):
+                _settle(temp)
+                fsync_file(temp)
+            self._swap(temp, target)
+        finally:
+            for side in ("", *_SIDE_FILES):
+                remove_quietly(temp.with_name(temp.name + side))

@@ -289,19 +289,35 @@ def restore(
         bool,
         typer.Option("--if-db-not-exists", help="Do nothing (exit 0) when the database exists."),
     ] = False,
+    via: Annotated[
+        str | None,
+        typer.Option(
+            "--via",
+            help="PostgreSQL server to unpack a PostgreSQL backup on when restoring it into "
+            "SQLite (default: DATABASE_URL / --url if PostgreSQL, else the backup's source).",
+            show_default=False,
+        ),
+    ] = None,
     folder: DirOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Replace a database with a backup: checked, migrated forward, swapped in atomically."""
+    """Replace a database with a backup: checked, migrated forward, swapped in atomically.
+
+    The target may be of the other kind (a SQLite backup into PostgreSQL, or back):
+    the rows then go through the portable export into a fresh database swapped in.
+    """
     settings = state(ctx).settings()
     target = to if to is not None else settings.database_url
-    with _backups(ctx, folder, bound=False) as backups, _progress(json) as bar:
+    # Bound to DATABASE_URL (no connection is made unless it is needed) so that its
+    # server can unpack a PostgreSQL backup headed for SQLite.
+    with _backups(ctx, folder, bound=True) as backups, _progress(json) as bar:
         report = backups.restore(
             backup_id,
             to=target,
             force=force,
             dry_run=dry_run,
             if_db_not_exists=if_db_not_exists,
+            via=via,
             progress=bar,
         )
     if json:
