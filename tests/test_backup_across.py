@@ -17,6 +17,7 @@ from arquivo.db.engine import create_engine
 from arquivo.errors import ConflictError, MissingDependencyError, ValidationError
 from conftest import Backend
 from test_backup import _fill, _messages
+from test_cli import run_json
 
 
 def _leftover_databases(url: str) -> list[str]:
@@ -58,6 +59,7 @@ def test_a_postgresql_backup_restores_into_sqlite(
     assert report.safety_backup_id is not None
     assert backups.get(report.safety_backup_id).dialect == "sqlite"
     assert report.migrated_from is None
+    assert report.method == "logical"
     assert _messages(sqlite_backend.url) == [f"message {i}" for i in range(5)]
     with Arquivo.open(sqlite_backend.url) as copy:
         assert copy.preferences.get("u1", "theme") == "dark"
@@ -95,8 +97,11 @@ def test_a_pg_backup_needs_a_server_and_pg_restore(
     assert "ARQUIVO_PG_BIN_DIR" in (missing.value.hint or "")
     assert not target.exists()
 
-    report = backups.restore(info.id, to=url, via=postgres_backend.url)
-    assert report.safety_backup_id is None
+    # Through the CLI, as an operator would, naming the server with --via.
+    env = {"ARQUIVO_BACKUP_DIR": str(tmp_path / "b"), "DATABASE_URL": url}
+    report = run_json("backup", "restore", info.id, "--via", postgres_backend.url, env=env)
+    assert report["method"] == "logical"
+    assert report["safety_backup_id"] is None
     assert _messages(url) == ["message 0", "message 1"]
     assert _leftover_databases(postgres_backend.url) == []
 

@@ -61,6 +61,8 @@ class RestoreReport:
         migrated_from: The revision the restored database was upgraded from, if any.
         tables: Row counts of the backup.
         duration_s: How long it took.
+        method: ``physical`` (the backup's own kind of database: file or ``pg_restore``)
+            or ``logical`` (the other kind: rows through the portable export).
     """
 
     backup_id: str
@@ -72,3 +74,4 @@ class RestoreReport:
     migrated_from: str | None
     tables: dict[str, int]
     duration_s: float
+    method: str = "physical"

@@ -467,6 +467,7 @@ class Backups:
                 None,
                 dict(info.tables),
                 time.monotonic() - started,
+                "logical" if across else "physical",
             )
             return dataclasses.replace(base, **changes)
 

@@ -334,7 +334,8 @@ def restore(
         )
         typer.echo(f"dry run: backup {report.backup_id} is intact; would {action} ({rows} rows)")
     else:
-        typer.echo(f"restored backup {report.backup_id} into {report.target} ({rows} rows)")
+        how = ", rows copied across databases" if report.method == "logical" else ""
+        typer.echo(f"restored backup {report.backup_id} into {report.target} ({rows} rows{how})")
         if report.safety_backup_id:
             typer.echo(f"the replaced database was backed up first as {report.safety_backup_id}")
         if report.migrated_from:
