@@ -12,6 +12,7 @@ from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from arquivo.backup.service import DEFAULT_BACKUP_DIR, Backups
+from arquivo.backup.vectors import chroma_folder
 from arquivo.db.dialects import get_dialect, translate_errors
 from arquivo.db.engine import create_engine, ping
 from arquivo.db.fastpath import Driver, DriverPool
@@ -58,6 +59,7 @@ class Arquivo:
         backup_dir: str = DEFAULT_BACKUP_DIR,
         pg_bin_dir: str | None = None,
         knowledge_backend: Callable[[], VectorBackend] | None = None,
+        chroma_path: str | None = None,
     ) -> None:
         """Wrap an existing engine; prefer :meth:`open`, which also migrates.
 
@@ -71,6 +73,8 @@ class Arquivo:
             pg_bin_dir: The folder of ``pg_dump``/``pg_restore`` (searched when omitted).
             knowledge_backend: Makes the vector backend of ``knowledge`` (default: the
                 native one, in this database).
+            chroma_path: The Chroma folder that ``backups`` includes (when the knowledge
+                backend is Chroma's embedded client).
         """
         self._engine = engine
         self._owns_engine = owns_engine
@@ -102,7 +106,11 @@ class Arquivo:
         self.retention = Retention(self)
         """Deletes what a :class:`RetentionPolicy` does not keep, in short chunks."""
         self.backups = Backups(
-            engine, backup_dir, before_restore=self.close, pg_bin_dir=pg_bin_dir
+            engine,
+            backup_dir,
+            before_restore=self.close,
+            pg_bin_dir=pg_bin_dir,
+            chroma_path=chroma_path,
         )
         """Backup sets: ``create``, ``list``, ``get``, ``verify``, ``prune``, ``restore``."""
         self.api_keys = ApiKeys(self)
@@ -151,6 +159,7 @@ class Arquivo:
             backup_dir=settings.backup_dir,
             pg_bin_dir=settings.pg_bin_dir,
             knowledge_backend=knowledge_backend_from(settings),
+            chroma_path=chroma_folder(settings),
         )
 
     @property

@@ -8,18 +8,22 @@ holding it is flushed too (a rename is not durable until its directory is).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from arquivo.errors import ArquivoError, StorageFullError
 
 __all__ = [
     "CHUNK",
     "atomic_write_bytes",
+    "exchange",
     "fsync_dir",
     "fsync_file",
     "os_errors",
@@ -64,6 +68,41 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         remove_quietly(temp)
         raise
     fsync_dir(path.parent)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library older than glibc 2.28
+        return None
+
+
+def exchange(first: Path, second: Path) -> None:
+    """Swap two paths (folders, typically): each name then points at the other's content.
+
+    One ``renameat2(RENAME_EXCHANGE)`` on Linux: at every instant each name exists and
+    names a complete folder. Elsewhere (or on a file system that refuses it) three
+    renames, with ``second`` missing for a moment.
+    """
+    call = _renameat2()
+    if call is not None:
+        result = call(
+            _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+        )
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), str(second))
+    aside = second.with_name(f".{second.name}.exchange-{os.getpid()}")
+    os.rename(second, aside)
+    os.rename(first, second)
+    os.rename(aside, first)
 
 
 def sha256_file(path: Path) -> str:

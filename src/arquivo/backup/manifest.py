@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from arquivo.backup.files import atomic_write_bytes, os_errors
+from arquivo.backup.files import atomic_write_bytes, os_errors, sha256_file
 from arquivo.errors import ValidationError
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "ComponentRecord",
     "FileRecord",
     "IncompleteBackup",
+    "check_files",
     "new_backup_id",
     "read_manifest",
     "scan",
@@ -245,6 +246,25 @@ def read_manifest(folder: Path) -> BackupInfo:
         duration_s=float(raw.get("duration_s", 0.0)),
         path=folder,
     )
+
+
+def check_files(info: BackupInfo) -> list[str]:
+    """Compare every file of a backup with its manifest record; one line per problem."""
+    problems = []
+    for component in info.components:
+        for record in component.files:
+            path = info.path / record.path
+            if Path(record.path).name != record.path:
+                problems.append(f"{record.path}: not a plain file name")
+            elif not path.is_file():
+                problems.append(f"{record.path}: missing")
+            elif path.stat().st_size != record.size_bytes:
+                problems.append(
+                    f"{record.path}: {path.stat().st_size} bytes, manifest says {record.size_bytes}"
+                )
+            elif sha256_file(path) != record.sha256:
+                problems.append(f"{record.path}: checksum mismatch (the file was altered)")
+    return problems
 
 
 def _alive(pid: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arquivo.backup.manifest import BackupInfo, IncompleteBackup
 
@@ -20,6 +20,8 @@ class VerifyReport:
         restored: The backup was restored into a throwaway database and checked there.
         tables: Row counts found in that database.
         problems: What failed, one line each.
+        collections: Chunks per collection of the Chroma folder in the backup, as
+            Chroma counted them once unpacked (empty when there is none).
     """
 
     backup_id: str
@@ -28,6 +30,7 @@ class VerifyReport:
     restored: bool
     tables: dict[str, int]
     problems: tuple[str, ...]
+    collections: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class RestoreReport:
         duration_s: How long it took.
         method: ``physical`` (the backup's own kind of database: file or ``pg_restore``)
             or ``logical`` (the other kind: rows through the portable export).
+        vectors_restored_to: The Chroma folder replaced by the backup's (``None`` when
+            the backup holds none, or no Chroma folder is configured).
     """
 
     backup_id: str
@@ -75,3 +80,4 @@ class RestoreReport:
     tables: dict[str, int]
     duration_s: float
     method: str = "physical"
+    vectors_restored_to: str | None = None

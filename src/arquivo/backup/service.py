@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy import URL, Engine
 
 from arquivo.backup import codec as codecs
+from arquivo.backup import vectors
 from arquivo.backup.across import check_across, restore_across, source_server
 from arquivo.backup.base import Progress, backend_for, no_progress
 from arquivo.backup.files import (
     fsync_dir,
     os_errors,
     remove_quietly,
-    sha256_file,
 )
 from arquivo.backup.manifest import (
     MANIFEST,
@@ -32,6 +32,7 @@ from arquivo.backup.manifest import (
     ComponentRecord,
     FileRecord,
     IncompleteBackup,
+    check_files,
     new_backup_id,
     scan,
     validate_backup_id,
@@ -86,6 +87,7 @@ class Backups:
         *,
         before_restore: Callable[[], None] | None = None,
         pg_bin_dir: str | None = None,
+        chroma_path: str | Path | None = None,
     ) -> None:
         """Bind to a database and a backup directory.
 
@@ -97,8 +99,12 @@ class Backups:
                 store uses it to close its connections).
             pg_bin_dir: The folder of ``pg_dump``/``pg_restore`` (``ARQUIVO_PG_BIN_DIR``);
                 searched for when omitted.
+            chroma_path: The Chroma folder (``CHROMA_DB_PATH``) when the knowledge store
+                is Chroma's embedded client: it joins every backup set and is restored
+                with the database (see :mod:`arquivo.backup.vectors`).
         """
         self._pg_bin_dir = pg_bin_dir
+        self._chroma_path = None if chroma_path is None else Path(chroma_path)
         self._engine = engine
         self._directory = Path(directory)
         self._before_restore = before_restore
@@ -130,6 +136,9 @@ class Backups:
     ) -> BackupInfo:
         """Take a consistent backup of the database (writers may keep writing).
 
+        With a Chroma folder configured, it is copied into the same backup set (a
+        ``vectors`` component) while this process's writes to it are held.
+
         Args:
             label: A note kept in the manifest (``nightly``, ``before upgrade``...).
             codec: ``zstd``, ``gzip`` or ``none`` (SQLite only; default: zstd when the
@@ -146,8 +155,10 @@ class Backups:
         backend = backend_for(engine.dialect.name, pg_bin_dir=self._pg_bin_dir)
 
         def write(folder: Path) -> tuple[str | None, dict[str, int], list[ComponentRecord]]:
-            snap = backend.snapshot(engine, folder, chosen, progress or no_progress)
-            return snap.revision, snap.tables, [snap.component]
+            with vectors.writes_held(self._chroma_path):
+                snap = backend.snapshot(engine, folder, chosen, progress or no_progress)
+                parts = [snap.component, *self._vectors(folder, chosen, progress)]
+            return snap.revision, snap.tables, parts
 
         return self._write_backup(
             label=label,
@@ -156,6 +167,14 @@ class Backups:
             source=hide_password(engine.url),
             write=write,
         )
+
+    def _vectors(
+        self, folder: Path, codec: str, progress: Progress | None
+    ) -> list[ComponentRecord]:
+        if self._chroma_path is None:
+            return []
+        part = vectors.snapshot_vectors(self._chroma_path, folder, codec, progress or no_progress)
+        return [] if part is None else [part]
 
     def create_data(
         self, data: Mapping[str, Any], *, backup_type: str = "full", label: str = ""
@@ -281,7 +300,7 @@ class Backups:
         component = info.component("data")
         if component is None:
             raise NotFoundError(f"backup {backup_id} holds no data payload")
-        problems = _check_files(info)
+        problems = check_files(info)
         if problems:
             raise CorruptDatabaseError(f"backup {backup_id} is damaged: {problems[0]}")
         with tempfile.TemporaryDirectory(dir=self._directory, prefix=".load-") as scratch:
@@ -305,10 +324,17 @@ class Backups:
             progress: Called as work advances.
         """
         info = self.get(backup_id)
-        problems = _check_files(info)
+        problems = check_files(info)
         files = sum(len(c.files) for c in info.components)
         tables: dict[str, int] = {}
+        collections: dict[str, int] = {}
         restored = False
+        if not problems and restore and info.component(vectors.COMPONENT) is not None:
+            try:
+                with tempfile.TemporaryDirectory(dir=self._directory, prefix=".verify-") as tmp:
+                    collections = vectors.verify_vectors(info, Path(tmp))
+            except (CorruptDatabaseError, ValidationError) as exc:
+                problems.append(exc.message)
         if not problems and restore and info.dialect is not None:
             backend = backend_for(info.dialect, pg_bin_dir=self._pg_bin_dir)
             try:
@@ -322,14 +348,16 @@ class Backups:
                 restored = True
             except (CorruptDatabaseError, ValidationError) as exc:
                 problems.append(exc.message)
-        elif not problems and info.dialect is None:
+        elif not problems and info.component("data") is not None:
             try:
                 self.load_data(info.id)
                 restored = True
                 tables = dict(info.tables)
             except ValueError as exc:
                 problems.append(f"data payload is not valid JSON: {exc}")
-        return VerifyReport(info.id, not problems, files, restored, tables, tuple(problems))
+        return VerifyReport(
+            info.id, not problems, files, restored, tables, tuple(problems), collections
+        )
 
     # -- retention --------------------------------------------------------------------
 
@@ -440,7 +468,7 @@ class Backups:
         own = to is None
         url = self._bound().url if to is None else normalize_url(to)
         across = url.get_backend_name() != info.dialect
-        problems = _check_files(info)
+        problems = check_files(info)
         if problems:
             raise CorruptDatabaseError(
                 f"backup {info.id} is damaged: {problems[0]}",
@@ -455,6 +483,9 @@ class Backups:
             check_across(info, server, self._pg_bin_dir)
         state = backend_for(url.get_backend_name(), pg_bin_dir=self._pg_bin_dir).inspect_target(url)
         target = hide_password(url)
+        chroma = None
+        if self._chroma_path is not None and info.component(vectors.COMPONENT) is not None:
+            chroma = vectors.inspect_vectors(self._chroma_path)
 
         def report(**changes: Any) -> RestoreReport:
             base = RestoreReport(
@@ -468,6 +499,7 @@ class Backups:
                 dict(info.tables),
                 time.monotonic() - started,
                 "logical" if across else "physical",
+                None if chroma is None else str(chroma.path.resolve()),
             )
             return dataclasses.replace(base, **changes)
 
@@ -479,55 +511,57 @@ class Backups:
                 f"the target database {target} holds {held}; nothing was changed",
                 hint="add --force to replace it (a safety backup of it is taken first)",
             )
+        if chroma is not None and chroma.exists and not force:
+            raise ConflictError(
+                f"the Chroma folder {chroma.path} holds collections; nothing was changed",
+                hint="add --force to replace it with the backup's (a safety backup of it "
+                "is taken first)",
+            )
         if dry_run:
             return report()
         safety = None
-        if state.rows > 0:
-            safety = self._safety_backup(url, info.id)
-        if own and self._before_restore is not None:
+        if state.rows > 0 or (chroma is not None and chroma.exists):
+            safety = self._safety_backup(url, info.id, database=state.rows != 0)
+        # The store lets go of its connections, and of the Chroma folder's files.
+        if (own or chroma is not None) and self._before_restore is not None:
             self._before_restore()
-        if across:
-            with os_errors("cannot restore"):
-                self._directory.mkdir(parents=True, exist_ok=True)
-            migrated_from = restore_across(
-                info,
-                url,
-                scratch_dir=self._directory,
-                server=server,
-                pg_bin_dir=self._pg_bin_dir,
-                progress=progress or no_progress,
-            )
-        else:
-            migrated_from = backend.restore(info, url, progress or no_progress)
+        with vectors.staged(info, None if chroma is None else chroma.path, progress) as swap:
+            if not across:
+                migrated_from = backend.restore(info, url, progress or no_progress)
+            else:
+                with os_errors("cannot restore"):
+                    self._directory.mkdir(parents=True, exist_ok=True)
+                migrated_from = restore_across(
+                    info,
+                    url,
+                    scratch_dir=self._directory,
+                    server=server,
+                    pg_bin_dir=self._pg_bin_dir,
+                    progress=progress or no_progress,
+                )
+            # The vectors were unpacked and checked before the database was swapped in;
+            # their swap is one rename.
+            swap()
         return report(safety_backup_id=safety, migrated_from=migrated_from)
 
-    def _safety_backup(self, url: URL, backup_id: str) -> str:
+    def _safety_backup(self, url: URL, backup_id: str, *, database: bool) -> str:
+        label = f"pre-restore of {backup_id}"
+        if not database:  # only the Chroma folder holds something
+            return self._write_backup(
+                label=label,
+                backup_type="vectors",
+                dialect=None,
+                source=str(self._chroma_path),
+                write=lambda at: (None, {}, self._vectors(at, codecs.default_codec(), None)),
+            ).id
         engine = create_engine(url)
         try:
-            safety = Backups(engine, self._directory, pg_bin_dir=self._pg_bin_dir).create(
-                label=f"pre-restore of {backup_id}"
-            )
+            safety = Backups(
+                engine, self._directory, pg_bin_dir=self._pg_bin_dir, chroma_path=self._chroma_path
+            ).create(label=label)
         finally:
             engine.dispose()
         return safety.id
-
-
-def _check_files(info: BackupInfo) -> list[str]:
-    problems = []
-    for component in info.components:
-        for record in component.files:
-            path = info.path / record.path
-            if Path(record.path).name != record.path:
-                problems.append(f"{record.path}: not a plain file name")
-            elif not path.is_file():
-                problems.append(f"{record.path}: missing")
-            elif path.stat().st_size != record.size_bytes:
-                problems.append(
-                    f"{record.path}: {path.stat().st_size} bytes, manifest says {record.size_bytes}"
-                )
-            elif sha256_file(path) != record.sha256:
-                problems.append(f"{record.path}: checksum mismatch (the file was altered)")
-    return problems
 
 
 def _delete_backup(path: Path) -> None:

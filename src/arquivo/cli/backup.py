@@ -27,6 +27,7 @@ from arquivo.backup.durations import parse_duration
 from arquivo.backup.manifest import BackupInfo
 from arquivo.backup.schedule import ScheduleRun, run_schedule
 from arquivo.backup.service import Backups
+from arquivo.backup.vectors import chroma_folder
 from arquivo.cli.context import err_console, out_console, print_json, state
 from arquivo.db.engine import create_engine
 from arquivo.db.migrate import VERSION_TABLE
@@ -62,12 +63,13 @@ def _backups(ctx: typer.Context, folder: Path | None, *, bound: bool) -> Iterato
     """Backups in the chosen folder, bound (without connecting yet) to the database."""
     settings = state(ctx).settings()
     directory = _folder(settings, folder)
+    chroma = chroma_folder(settings)
     if not bound:
-        yield Backups(None, directory, pg_bin_dir=settings.pg_bin_dir)
+        yield Backups(None, directory, pg_bin_dir=settings.pg_bin_dir, chroma_path=chroma)
         return
     engine = create_engine(settings.database_url, settings)
     try:
-        yield Backups(engine, directory, pg_bin_dir=settings.pg_bin_dir)
+        yield Backups(engine, directory, pg_bin_dir=settings.pg_bin_dir, chroma_path=chroma)
     finally:
         engine.dispose()
 
@@ -215,9 +217,11 @@ def verify(
         print_json(report)
     elif report.ok:
         how = ", restored and integrity-checked" if report.restored else ""
+        chunks = sum(report.collections.values())
+        extra = f", {chunks} vectors in Chroma" if report.collections else ""
         typer.echo(
             f"backup {report.backup_id} is good: {report.files_checked} files match their "
-            f"checksums{how} ({_rows(report.tables)} rows)"
+            f"checksums{how} ({_rows(report.tables)} rows{extra})"
         )
     else:
         err_console.print(f"[bold red]backup {report.backup_id} is damaged:[/]", highlight=False)
@@ -340,6 +344,8 @@ def restore(
             typer.echo(f"the replaced database was backed up first as {report.safety_backup_id}")
         if report.migrated_from:
             typer.echo(f"migrated forward from revision {report.migrated_from}")
+        if report.vectors_restored_to:
+            typer.echo(f"the Chroma folder {report.vectors_restored_to} was restored too")
 
 
 @app.command()

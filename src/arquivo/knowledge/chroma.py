@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,12 +33,27 @@ from arquivo.knowledge.backend import Matrix, VectorBackend
 from arquivo.knowledge.filters import RESERVED_PREFIX, Filter, to_chroma
 from arquivo.knowledge.values import Chunk, CollectionInfo, Hit, Record
 
-__all__ = ["ChromaBackend"]
+__all__ = ["ChromaBackend", "folder_lock"]
 
 _USER = f"{RESERVED_PREFIX}_user"
 _DOCUMENT = f"{RESERVED_PREFIX}_document"
 _DIMENSIONS = f"{RESERVED_PREFIX}_dimensions"
 _EMBEDDER = f"{RESERVED_PREFIX}_embedder"
+
+
+_FOLDER_LOCKS: dict[str, threading.RLock] = {}
+_FOLDER_LOCKS_GUARD = threading.Lock()
+
+
+def folder_lock(path: str | Path) -> threading.RLock:
+    """The lock every write to the Chroma folder ``path`` holds, in this process.
+
+    A backup holds it while it copies the folder, so that the copy is of a folder no
+    write of ours is changing (``arquivo.backup.vectors``).
+    """
+    key = str(Path(path).resolve())
+    with _FOLDER_LOCKS_GUARD:
+        return _FOLDER_LOCKS.setdefault(key, threading.RLock())
 
 
 def _not_found(name: str) -> NotFoundError:
@@ -55,10 +71,16 @@ class ChromaBackend(VectorBackend):
     exact_search = False
     approximate = True
 
-    def __init__(self, client: Any) -> None:
-        """Use a ``chromadb`` client (prefer :meth:`from_settings`)."""
+    def __init__(self, client: Any, *, folder: str | Path | None = None) -> None:
+        """Use a ``chromadb`` client (prefer :meth:`from_settings`).
+
+        Args:
+            client: The client.
+            folder: The folder of a local client: its writes then hold
+                :func:`folder_lock`, which a backup of the folder takes.
+        """
         self._client = client
-        self._lock = threading.Lock()
+        self._lock = folder_lock(folder) if folder is not None else threading.RLock()
         self._widths: dict[str, int] = {}
 
     @classmethod
@@ -98,7 +120,7 @@ class ChromaBackend(VectorBackend):
                 ) from exc
             return cls(client)
         try:
-            return cls(chromadb.PersistentClient(path=path, settings=settings))
+            return cls(chromadb.PersistentClient(path=path, settings=settings), folder=path)
         except Exception as exc:
             raise DatabaseUnavailableError(
                 f"cannot open the Chroma folder {path}: {exc}",
@@ -187,7 +209,7 @@ class ChromaBackend(VectorBackend):
                 f"{collection.name!r} has {info.dimensions}",
                 hint="embed with the collection's model, or use another collection",
             )
-        with self._calls("store the chunks"):
+        with self._lock, self._calls("store the chunks"):
             if replace_document is not None:
                 target.delete(where={_DOCUMENT: replace_document})
             step = max(1, int(self._client.get_max_batch_size()))
@@ -230,7 +252,7 @@ class ChromaBackend(VectorBackend):
         target = self._collection(collection.name)
         extra = {_DOCUMENT: document_id} if document_id is not None else {}
         condition = to_chroma(where, extra)
-        with self._calls("delete chunks"):
+        with self._lock, self._calls("delete chunks"):
             found = target.get(ids=ids, where=condition, include=[])["ids"]
             if found:
                 target.delete(ids=found)
@@ -303,7 +325,7 @@ class ChromaBackend(VectorBackend):
 
     def delete_user(self, user_id: str) -> int:
         deleted = 0
-        with self._calls("forget the user"):
+        with self._lock, self._calls("forget the user"):
             for name in self._names():
                 target = self._client.get_collection(name, embedding_function=None)
                 found = target.get(where={_USER: user_id}, include=[])["ids"]
@@ -314,3 +336,7 @@ class ChromaBackend(VectorBackend):
 
     def close(self) -> None:
         self._widths.clear()
+        # Release the folder's files (a restore replaces them); chromadb < 1.1 has no close.
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
