@@ -216,6 +216,14 @@ class _PgVector(UserDefinedType[Any]):
 pg_ischema_names["vector"] = _PgVector
 
 
+def _floats(value: Any) -> Any:
+    # Bytes are the float32 little-endian form (SQLite's storage, and the export file's
+    # base64): how a vector arrives from `arquivo import` on either database.
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return np.frombuffer(value, dtype="<f4")
+    return np.asarray(value, dtype=np.float32)
+
+
 class Vector(TypeDecorator[Any]):
     """An embedding: float32 bytes on SQLite, pgvector's ``vector`` on PostgreSQL.
 
@@ -238,7 +246,7 @@ class Vector(TypeDecorator[Any]):
             def to_text(value: Any) -> str | None:
                 if value is None:
                     return None
-                array = np.asarray(value, dtype=np.float32)
+                array = _floats(value)
                 # repr of a float32 keeps every bit; pgvector parses it back exactly.
                 return "[" + ",".join(map(repr, array.tolist())) + "]"
 
@@ -247,7 +255,7 @@ class Vector(TypeDecorator[Any]):
         def to_bytes(value: Any) -> bytes | None:
             if value is None:
                 return None
-            return np.ascontiguousarray(value, dtype="<f4").tobytes()
+            return np.ascontiguousarray(_floats(value), dtype="<f4").tobytes()
 
         return to_bytes
 
