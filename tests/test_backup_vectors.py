@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from arquivo import Arquivo
+from arquivo import Arquivo, BackupManager
 from arquivo.backup import Backups
 from arquivo.backup.manifest import MANIFEST
 from arquivo.errors import ConflictError
@@ -109,6 +110,10 @@ def test_the_chroma_folder_is_backed_up_verified_and_restored(tmp_path: Path) ->
         report = store.backups.verify(info.id)
         assert report.ok, report.problems
         assert report.files_checked == 2
+        assert report.collections == {"docs": len(_VECTORS)}
+        # The seeds' BackupManager backs up the same set.
+        whole = asyncio.run(BackupManager(tmp_path / "seed", store=store).backup())
+        assert whole.component("vectors") is not None
 
         # Change both the database and the vectors, then go back.
         store.knowledge.drop_collection("docs")

@@ -96,15 +96,21 @@ class BackupManager:
 
     def _backup_store(self, label: str) -> BackupInfo:
         if self._store is not None:
-            return Backups(self._store.engine, self.backup_path).create(label=label)
+            chroma = self._store.backups.chroma_path
+            return Backups(self._store.engine, self.backup_path, chroma_path=chroma).create(
+                label=label
+            )
         from arquivo.settings import Settings
         from arquivo.store import Arquivo
 
         settings = Settings.load()
         with Arquivo.open(self._url or settings.database_url, settings=settings) as store:
-            return Backups(store.engine, self.backup_path, pg_bin_dir=settings.pg_bin_dir).create(
-                label=label
-            )
+            return Backups(
+                store.engine,
+                self.backup_path,
+                pg_bin_dir=settings.pg_bin_dir,
+                chroma_path=store.backups.chroma_path,
+            ).create(label=label)
 
     async def list_backups(self) -> list[BackupInfo]:
         """The complete backups, newest first."""

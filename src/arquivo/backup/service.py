@@ -114,6 +114,11 @@ class Backups:
         """The folder holding the backups."""
         return self._directory
 
+    @property
+    def chroma_path(self) -> Path | None:
+        """The Chroma folder included in each backup set, if any."""
+        return self._chroma_path
+
     def _server_url(self) -> URL | None:
         return None if self._engine is None else self._engine.url
 
@@ -513,7 +518,7 @@ class Backups:
             )
         if chroma is not None and chroma.exists and not force:
             raise ConflictError(
-                f"the Chroma folder {chroma.path} holds collections; nothing was changed",
+                f"the Chroma folder {chroma.path} is not empty; nothing was changed",
                 hint="add --force to replace it with the backup's (a safety backup of it "
                 "is taken first)",
             )

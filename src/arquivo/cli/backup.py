@@ -156,9 +156,14 @@ def create(
         print_json(_summary(info))
         return
     rows = _rows(info.tables)
+    vectors = info.component("vectors")
+    extra = ""
+    if vectors is not None:
+        chunks = sum(vectors.details.get("collections", {}).values())
+        extra = f", and the Chroma folder: {chunks} vectors"
     typer.echo(
         f"backup {info.id} created in {info.path} ({_human(info.size_bytes)}, "
-        f"{rows} rows in {len(info.tables)} tables, {info.duration_s:.1f} s)"
+        f"{rows} rows in {len(info.tables)} tables{extra}, {info.duration_s:.1f} s)"
     )
 
 
@@ -336,6 +341,8 @@ def restore(
             if report.replaced_rows
             else f"restore into {report.target}"
         )
+        if report.vectors_restored_to:
+            action += f" and replace the Chroma folder {report.vectors_restored_to}"
         typer.echo(f"dry run: backup {report.backup_id} is intact; would {action} ({rows} rows)")
     else:
         how = ", rows copied across databases" if report.method == "logical" else ""
