@@ -74,6 +74,10 @@ def test_a_request_is_pending_with_a_created_event(store: Arquivo) -> None:
     (created,) = store.hitl.actions(made.id)
     assert created.action_type == "created"
     assert created.actor == "wf-1"
+    named = store.hitl.request("wf-1", "step-2", {}, actor="alice")
+    assert store.hitl.actions(named.id)[0].actor == "alice"
+    with pytest.raises(ValidationError):
+        store.hitl.request("wf-1", "step-3", {}, actor="")
     assert created.data == {"kind": "approval", "user_id": "ana"}
 
 

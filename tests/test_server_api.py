@@ -234,3 +234,14 @@ def test_a_revoked_key_stops_working_within_the_cache_time(live: LiveServer) -> 
         store.api_keys.revoke(record.id)
     time.sleep(2.5)  # ServerConfig.auth_cache_ttl_s is 2 s
     assert httpx.get(f"{live.base_url}/v1/me", headers=headers).status_code == 401
+
+
+def test_the_audit_trail_names_the_keys_user_not_the_workflow(live: LiveServer) -> None:
+    alice = live.client("alice")
+    asked = {"workflow_id": "audit-flow", "step_id": "s", "request_data": {}}
+    made = alice.post("/v1/hitl", json=asked).json()
+    alice.get(f"/v1/hitl/{made['id']}", params={"viewed": True})
+    live.client("admin").post(f"/v1/hitl/{made['id']}/approve", json={})
+    trail = alice.get(f"/v1/hitl/{made['id']}/actions").json()
+    actors = [(a["action_type"], a["actor"]) for a in trail]
+    assert actors == [("created", "alice"), ("viewed", "alice"), ("decided", "root")]

@@ -304,6 +304,7 @@ class AsyncHITL:
         user_id: str | None = None,
         kind: str = "approval",
         expires_in: float | timedelta | None = None,
+        actor: str | None = None,
     ) -> HITLRequest:
         """Ask a person: create a pending session (and its ``created`` audit event); see :meth:`arquivo.domain.hitl.HITL.request`."""
         return await self._run(
@@ -315,6 +316,7 @@ class AsyncHITL:
                 user_id=user_id,
                 kind=kind,
                 expires_in=expires_in,
+                actor=actor,
             )
         )
 

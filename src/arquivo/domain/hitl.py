@@ -130,6 +130,7 @@ class HITL(Facade):
         user_id: str | None = None,
         kind: str = "approval",
         expires_in: float | timedelta | None = None,
+        actor: str | None = None,
     ) -> HITLRequest:
         """Ask a person: create a pending session (and its ``created`` audit event).
 
@@ -142,12 +143,15 @@ class HITL(Facade):
                 with :meth:`respond`) or ``review`` (approve, reject, or respond with
                 edited data).
             expires_in: Seconds (or a timedelta) after which it expires undecided.
+            actor: Who asks, as the ``created`` event records it (default: the
+                workflow id; the HTTP service passes the caller's user).
 
         Raises:
             ValidationError: Bad ids, an unknown kind, data that is not JSON, or a
                 non-positive ``expires_in``.
         """
         check_id("workflow_id", workflow_id)
+        creator = workflow_id if actor is None else _check_actor(actor)
         check_id("step_id", step_id)
         if user_id is not None:
             check_id("user_id", user_id)
@@ -176,7 +180,7 @@ class HITL(Facade):
                 },
             )
             data = {"kind": kind, "user_id": user_id}
-            self._audit(driver, session_id, "created", workflow_id, data, now)
+            self._audit(driver, session_id, "created", creator, data, now)
         return HITLRequest(
             session_id,
             workflow_id,

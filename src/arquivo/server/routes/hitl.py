@@ -71,6 +71,7 @@ def request(body: HITLIn, principal: Caller, store: Store) -> Json:
         user_id=user_id,
         kind=body.kind,
         expires_in=body.expires_in,
+        actor=principal.actor,
     )
     return Json(created, status_code=201)
 
