@@ -39,8 +39,9 @@ from pathlib import Path
 
 import httpx
 from embedded import postgres_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from arquivo import Arquivo
+from arquivo import Arquivo, ArquivoError
 
 ROOT = Path(__file__).resolve().parents[1]
 ARQUIVO = Path(sys.executable).with_name("arquivo")
@@ -65,6 +66,9 @@ class Result:
     requests: int
     errors: int
     client: str
+    #: CPU time of the server processes per request (and of PostgreSQL's, when known).
+    server_cpu_us: float = 0.0
+    database_cpu_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def seed(url: str) -> str:
 
 
 @contextlib.contextmanager
-def server(url: str, workers: int) -> Iterator[str]:
+def server(url: str, workers: int) -> Iterator[tuple[str, int]]:
     """``arquivo serve`` on a free loopback port until the block ends."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url}
@@ -138,13 +142,46 @@ def server(url: str, workers: int) -> Iterator[str]:
             time.sleep(0.1)
         # With several workers, readiness of one is not of all: let the others start.
         time.sleep(1.0 * (workers - 1))
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# --- CPU time, from /proc (Linux) ---------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu(pid: int | None) -> float:
+    """Seconds of CPU used so far by ``pid`` and its live descendants (0 off Linux)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's pid when it runs on this machine and we may ask it."""
+    try:
+        with Arquivo.open(url) as store, store.engine.connect() as connection:
+            folder = connection.exec_driver_sql("SHOW data_directory").scalar()
+        return int((Path(str(folder)) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, ArquivoError, SQLAlchemyError):
+        return None
 
 
 # --- wrk -------------------------------------------------------------------------------
@@ -266,8 +303,10 @@ def measure(
 ) -> list[Result]:
     token = seed(url)
     results = []
-    with server(url, args.workers) as base:
-        for op in OPERATIONS:
+    database_pid = postmaster_pid(url) if database != "sqlite" else None
+    operations = [op for op in OPERATIONS if not args.only or op.name.split()[0] in args.only]
+    with server(url, args.workers) as (base, pid):
+        for op in operations:
             # A short warm-up: connections, caches and the key check's cache.
             for _ in range(20):
                 httpx.request(
@@ -279,14 +318,24 @@ def measure(
                         "Content-Type": "application/json",
                     },
                 )
+            cpu_before = tree_cpu(pid), tree_cpu(database_pid)
             if wrk:
                 figures = run_wrk(wrk, base, op, token, args.connections, args.duration, folder)
             else:
                 figures = run_python(base, op, token, args.connections, args.duration)
-            result = Result(database, op.name, *figures, client="wrk" if wrk else "python")
+            served = max(figures[3], 1)
+            result = Result(
+                database,
+                op.name,
+                *figures,
+                client="wrk" if wrk else "python",
+                server_cpu_us=(tree_cpu(pid) - cpu_before[0]) / served * 1e6,
+                database_cpu_us=(tree_cpu(database_pid) - cpu_before[1]) / served * 1e6,
+            )
             log(
                 f"{database:10} {op.name:20} {result.requests_per_s:8.0f} req/s  "
                 f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  errors {result.errors}"
+                f"  cpu/req {result.server_cpu_us:5.0f} us + db {result.database_cpu_us:4.0f} us"
             )
             results.append(result)
     return results
@@ -302,20 +351,36 @@ def _verdict(r: Result) -> str:
     return f"{'met' if ok else 'MISSED'} ({rate}p99 <= {P99_TARGET_MS:.0f} ms, 0 errors)"
 
 
+def _cpu(r: Result) -> str:
+    text = f"{r.server_cpu_us:.0f} us"
+    return text + (f" +{r.database_cpu_us:.0f}" if r.database_cpu_us else "")
+
+
 def report(results: list[Result], workers: int, connections: int) -> None:
     client = results[0].client
     print(f"\nArquivo HTTP service: {connections} connections on loopback, {workers} worker(s),")
     print(f"load generator {client}; baseline = /healthz on the same server, same run")
-    header = ("database", "operation", "req/s", "x baseline", "p50 ms", "p99 ms", "errors")
-    print("{:10} {:20} {:>8} {:>10} {:>7} {:>7} {:>6}  target".format(*header))
+    print("cpu/req: CPU time of the server's processes per request (+ PostgreSQL's own)")
+    header = (
+        "database",
+        "operation",
+        "req/s",
+        "x baseline",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "cpu/req",
+    )
+    print("{:10} {:20} {:>8} {:>10} {:>7} {:>7} {:>6} {:>13}  target".format(*header))
     for db in dict.fromkeys(r.database for r in results):
         rows = [r for r in results if r.database == db]
-        base = rows[0].requests_per_s or 1.0
+        base = rows[0].requests_per_s if rows[0].operation.startswith("healthz") else 0.0
+        base = base or 1.0
         for r in rows:
             print(
                 f"{r.database:10} {r.operation:20} {r.requests_per_s:8.0f} "
                 f"{r.requests_per_s / base:10.2f} {r.p50_ms:7.1f} {r.p99_ms:7.1f} "
-                f"{r.errors:6d}  {_verdict(r)}"
+                f"{r.errors:6d} {_cpu(r):>13}  {_verdict(r)}"
             )
 
 
@@ -326,6 +391,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[op.name.split()[0] for op in OPERATIONS],
+        help="measure only these operations",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run for the smoke test")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()

@@ -32,6 +32,7 @@ __all__ = [
     "forbidden",
     "require_admin",
     "sign_session",
+    "token_from",
     "verify_session",
 ]
 
@@ -133,14 +134,14 @@ class KeyCache:
         return principal
 
 
-def _token_from(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+def token_from(header: str | None, api_key: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer`` header, else in ``X-API-Key``."""
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None
-    return request.headers.get("x-api-key")
+    return api_key
 
 
 async def authenticate_request(request: Request) -> Principal:
@@ -149,7 +150,8 @@ async def authenticate_request(request: Request) -> Principal:
     Raises:
         HTTPException: 401 when the key is missing, unknown or revoked.
     """
-    token = _token_from(request)
+    headers = request.headers
+    token = token_from(headers.get("authorization"), headers.get("x-api-key"))
     if not token:
         raise _unauthorized("this request needs an API key")
     cache: KeyCache = request.app.state.keys

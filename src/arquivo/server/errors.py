@@ -23,7 +23,7 @@ from arquivo.errors import (
     WaitTimeoutError,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_for"]
+__all__ = ["arquivo_error_answer", "error_body", "install_error_handlers", "status_for"]
 
 log = logging.getLogger("arquivo.server")
 
@@ -68,12 +68,18 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "request"
 
 
-async def _arquivo_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ArquivoError)
+def arquivo_error_answer(exc: ArquivoError) -> tuple[int, dict[str, Any]]:
+    """The status and body of the answer to an Arquivo error (logged when it is a 5xx)."""
     status, code = status_for(exc)
     if status >= 500:
         log.error("request failed: %s", exc)
-    return JSONResponse(error_body(code, exc.message, exc.hint), status_code=status)
+    return status, error_body(code, exc.message, exc.hint)
+
+
+async def _arquivo_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ArquivoError)
+    status, body = arquivo_error_answer(exc)
+    return JSONResponse(body, status_code=status)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

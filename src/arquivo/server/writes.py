@@ -19,7 +19,7 @@ from fastapi import Request
 from arquivo.db.dialects import get_dialect
 from arquivo.store import Arquivo
 
-__all__ = ["run_write", "writer_limiter"]
+__all__ = ["run_write", "run_write_with", "writer_limiter"]
 
 T = TypeVar("T")
 
@@ -31,5 +31,11 @@ def writer_limiter(store: Arquivo) -> CapacityLimiter | None:
 
 async def run_write(request: Request, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a store write in a worker thread, queued behind this process's other writes."""
-    limiter: CapacityLimiter | None = request.app.state.writer
+    return await run_write_with(request.app.state.writer, call, *args, **kwargs)
+
+
+async def run_write_with(
+    limiter: CapacityLimiter | None, call: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """:func:`run_write` with the app's writer limiter given directly."""
     return await anyio.to_thread.run_sync(partial(call, *args, **kwargs), limiter=limiter)

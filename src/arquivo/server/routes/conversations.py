@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+from anyio import CapacityLimiter
 from fastapi import APIRouter, Path, Query, Request
 
 from arquivo.server.auth import Caller
 from arquivo.server.encode import Json
 from arquivo.server.routes.deps import Store, check_user
 from arquivo.server.schemas import HistoryOut, MessageIn, MessageOut, SessionOut
-from arquivo.server.writes import run_write
+from arquivo.server.writes import run_write_with
+from arquivo.store import Arquivo
+from arquivo.values import Message
 
-__all__ = ["router"]
+__all__ = ["append_message", "history_page", "router"]
 
 router = APIRouter(prefix="/v1/users/{user_id}/sessions", tags=["conversations"])
 
@@ -51,9 +54,16 @@ async def history(
     ``next_before`` in the answer is the cursor for the previous page.
     """
     check_user(principal, user_id)
+    return Json(history_page(store, user_id, session_id, limit, before))
+
+
+def history_page(
+    store: Arquivo, user_id: str, session_id: str, limit: int, before: int | None
+) -> dict[str, Any]:
+    """The body of a history answer (this route's, and the fast lane's)."""
     page = store.conversations.history(user_id, session_id, limit=limit, before=before)
     cursor = page[0].id if len(page) == limit else None
-    return Json({"messages": page, "next_before": cursor})
+    return {"messages": page, "next_before": cursor}
 
 
 @router.post(
@@ -72,8 +82,20 @@ async def append(
 ) -> Json:
     """Store a message at the end of the session (created by its first message)."""
     check_user(principal, user_id)
-    message = await run_write(
-        request,
+    message = await append_message(store, request.app.state.writer, user_id, session_id, body)
+    return Json(message, status_code=201)
+
+
+async def append_message(
+    store: Arquivo,
+    writer: CapacityLimiter | None,
+    user_id: str,
+    session_id: str,
+    body: MessageIn,
+) -> Message:
+    """Store a message in a worker thread (this route's work, and the fast lane's)."""
+    return await run_write_with(
+        writer,
         store.conversations.append,
         user_id,
         session_id,
@@ -83,7 +105,6 @@ async def append(
         workspace_path=body.workspace_path,
         extra_data=body.extra_data,
     )
-    return Json(message, status_code=201)
 
 
 @router.delete("/{session_id}", summary="Delete a session's messages")

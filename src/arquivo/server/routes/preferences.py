@@ -12,8 +12,9 @@ from arquivo.server.encode import Json
 from arquivo.server.routes.deps import Store, check_user
 from arquivo.server.schemas import PreferenceIn, PreferenceOut
 from arquivo.server.writes import run_write
+from arquivo.store import Arquivo
 
-__all__ = ["router"]
+__all__ = ["preference", "router"]
 
 router = APIRouter(prefix="/v1/users/{user_id}/preferences", tags=["preferences"])
 
@@ -33,12 +34,21 @@ async def all_preferences(user_id: UserId, principal: Caller, store: Store) -> J
 async def get_preference(user_id: UserId, key: Key, principal: Caller, store: Store) -> Json:
     """One preference's value; 404 when the user has no such key."""
     check_user(principal, user_id)
+    return Json(preference(store, user_id, key))
+
+
+def preference(store: Arquivo, user_id: str, key: str) -> dict[str, Any]:
+    """The body of a preference answer (this route's, and the fast lane's).
+
+    Raises:
+        NotFoundError: The user has no such key.
+    """
     value = store.preferences.get(user_id, key, _MISSING)
     if value is _MISSING:
         raise NotFoundError(
             f"user {user_id!r} has no preference {key!r}", hint="set it with PUT first"
         )
-    return Json({"user_id": user_id, "key": key, "value": value})
+    return {"user_id": user_id, "key": key, "value": value}
 
 
 @router.put("/{key}", response_model=PreferenceOut, summary="Set one preference")
