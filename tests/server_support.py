@@ -113,7 +113,8 @@ def live(
                 "alice": store.api_keys.create("alice", name="alice")[1],
                 "bob": store.api_keys.create("bob", name="bob")[1],
             }
-        process, base = start_server(db_url, folder / "server.log")
+        backups = {"ARQUIVO_BACKUP_DIR": str(folder / "backups")}
+        process, base = start_server(db_url, folder / "server.log", backups)
         server = LiveServer(request.param, db_url, base, tokens, process, folder / "server.log")
         try:
             yield server

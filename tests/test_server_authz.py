@@ -44,6 +44,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/hitl/{session_id}/respond"): {"response_data": "hacked"},
     ("POST", "/v1/hitl/{session_id}/cancel"): {},
     ("POST", "/v1/hitl/{session_id}/comments"): {"text": "hacked"},
+    ("POST", "/v1/backups"): {"label": "hacked"},
 }
 QUERIES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/hitl/{session_id}/wait"): {"timeout": 0.2},
@@ -82,6 +83,7 @@ def _bobs_data(live: LiveServer) -> dict[str, str]:
         "version": "1",
         "hitl": hitl["id"],
         "session_id": "bob-s",
+        "backup_id": "latest",
     }
 
 
@@ -89,7 +91,7 @@ def _path(path: str, values: dict[str, str]) -> str:
     filled = path.replace(
         "{session_id}", values["hitl"] if path.startswith("/v1/hitl") else values["session_id"]
     )
-    for name in ("user_id", "key", "name", "version"):
+    for name in ("user_id", "key", "name", "version", "backup_id"):
         filled = filled.replace("{" + name + "}", values[name])
     assert "{" not in filled, f"give this test a value for the parameters of {path}"
     return filled

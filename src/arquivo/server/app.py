@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +16,15 @@ from arquivo.server.config import ServerConfig
 from arquivo.server.errors import install_error_handlers
 from arquivo.server.fastlane import FastLane
 from arquivo.server.limits import BodySizeLimit
-from arquivo.server.routes import agents, conversations, health, hitl, metrics, preferences
+from arquivo.server.routes import (
+    agents,
+    backups,
+    conversations,
+    health,
+    hitl,
+    metrics,
+    preferences,
+)
 from arquivo.server.waiters import DecisionWaiters
 from arquivo.server.writes import writer_limiter
 from arquivo.settings import Settings
@@ -60,6 +69,7 @@ def create_app(
         app.state.keys = KeyCache(store, config.auth_cache_ttl_s)
         app.state.waiters = DecisionWaiters(store)
         app.state.writer = writer_limiter(store)
+        app.state.backup_lock = anyio.Lock()
         # What start-up made (modules, routes, the OpenAPI models, SQLAlchemy's
         # caches: ~140,000 objects) lives as long as the process: moved out of the
         # collector's sight, a full collection no longer walks it while requests wait.
@@ -80,7 +90,7 @@ def create_app(
     )
     app.state.config = config
     install_error_handlers(app)
-    for module in (health, preferences, conversations, metrics, agents, hitl):
+    for module in (health, preferences, conversations, metrics, agents, hitl, backups):
         app.include_router(module.router)
     from arquivo.server.console import routes as console
 

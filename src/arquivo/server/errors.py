@@ -17,6 +17,7 @@ from arquivo.errors import (
     DatabaseUnavailableError,
     DuplicateError,
     MigrationError,
+    MissingDependencyError,
     NotFoundError,
     StorageFullError,
     ValidationError,
@@ -38,6 +39,8 @@ _STATUS: tuple[tuple[type[ArquivoError], int, str], ...] = (
     (StorageFullError, 503, "storage_full"),
     (CorruptDatabaseError, 503, "database_corrupt"),
     (MigrationError, 503, "schema_not_ready"),
+    # The server lacks a tool (pg_dump for a backup): the operator's to fix, not a bug.
+    (MissingDependencyError, 503, "missing_dependency"),
 )
 _HTTP_NAMES = {
     400: "bad_request",

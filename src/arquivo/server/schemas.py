@@ -13,6 +13,10 @@ __all__ = [
     "AgentOut",
     "AgentVersionOut",
     "ApproveIn",
+    "BackupComponentOut",
+    "BackupFileOut",
+    "BackupIn",
+    "BackupOut",
     "BucketOut",
     "CancelIn",
     "CommentIn",
@@ -29,6 +33,7 @@ __all__ = [
     "RespondIn",
     "SessionOut",
     "StatsOut",
+    "VerifyOut",
     "WhoAmI",
 ]
 
@@ -260,3 +265,60 @@ class WhoAmI(BaseModel):
     user_id: str
     is_admin: bool
     name: str | None
+
+
+class BackupIn(_In):
+    """A backup to take now."""
+
+    label: str = Field(default="", max_length=500, description="A note kept in the manifest.")
+    codec: Literal["zstd", "gzip", "none"] | None = Field(
+        default=None, description="SQLite only; default zstd when installed, else gzip."
+    )
+
+
+class BackupFileOut(BaseModel):
+    """One file of a backup, with its checksum."""
+
+    path: str
+    size_bytes: int
+    sha256: str
+
+
+class BackupComponentOut(BaseModel):
+    """One part of a backup (the database snapshot, a data payload...)."""
+
+    name: str
+    kind: str
+    codec: str
+    raw_size_bytes: int
+    details: dict[str, Any]
+    files: list[BackupFileOut]
+
+
+class BackupOut(BaseModel):
+    """A complete backup, as its manifest describes it."""
+
+    format: int
+    id: str
+    created_at: datetime
+    label: str
+    backup_type: str
+    dialect: str | None
+    revision: str | None
+    arquivo_version: str
+    source: str
+    tables: dict[str, int]
+    components: list[BackupComponentOut]
+    size_bytes: int
+    duration_s: float
+
+
+class VerifyOut(BaseModel):
+    """What checking a backup found."""
+
+    backup_id: str
+    ok: bool
+    files_checked: int
+    restored: bool
+    tables: dict[str, int]
+    problems: list[str]
