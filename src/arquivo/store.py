@@ -208,20 +208,21 @@ class Arquivo:
                     with self._counter_lock:
                         self._open_transactions -= 1
 
-    def unit(self, *, write: bool) -> AbstractContextManager[Driver]:
+    def unit(self, *, write: bool, single: bool = False) -> AbstractContextManager[Driver]:
         """The unit of work a domain method runs in, as a raw driver connection.
 
         Inside a :meth:`transaction` on this thread it is a savepoint of that
         transaction (so the method commits or rolls back with it); otherwise a
-        transaction of its own, committed when the block ends.
+        transaction of its own, committed when the block ends. ``single`` promises
+        that the block runs one write statement, which may then be its own transaction.
         """
         # Reading a counter is cheaper than a thread-local: skip it when no thread has
         # a transaction open (a thread always sees its own increment).
         if not self._open_transactions:
-            return self._pool.transaction(write=write)
+            return self._pool.transaction(write=write, single=single)
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
-            return self._pool.transaction(write=write)
+            return self._pool.transaction(write=write, single=single)
         return self._nested_unit(session)
 
     @contextlib.contextmanager

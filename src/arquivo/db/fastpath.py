@@ -375,12 +375,13 @@ class DriverPool:
             _close_quietly(connection)
         self._slots.put(None)
 
-    def transaction(self, *, write: bool) -> PooledTransaction:
+    def transaction(self, *, write: bool, single: bool = False) -> PooledTransaction:
         """A connection in a new transaction, committed when the block ends normally.
 
-        Driver errors raised in the block are translated to ``ArquivoError``.
+        Driver errors raised in the block are translated to ``ArquivoError``. With
+        ``single`` the block runs one write statement (see ``begin_driver``).
         """
-        return PooledTransaction(self, write)
+        return PooledTransaction(self, write, single)
 
     def close(self) -> None:
         """Close every idle connection; connections in use close when released."""
@@ -395,18 +396,19 @@ class DriverPool:
 class PooledTransaction:
     """Context manager for :meth:`DriverPool.transaction` (a class: it is on the hot path)."""
 
-    __slots__ = ("_connection", "_pool", "_write")
+    __slots__ = ("_connection", "_pool", "_single", "_write")
 
-    def __init__(self, pool: DriverPool, write: bool) -> None:
+    def __init__(self, pool: DriverPool, write: bool, single: bool = False) -> None:
         self._pool = pool
         self._write = write
+        self._single = single
         self._connection: Any = None
 
     def __enter__(self) -> Driver:
         pool = self._pool
         connection = self._connection = pool._acquire()
         try:
-            pool._support.begin_driver(connection, write=self._write)
+            pool._support.begin_driver(connection, write=self._write, single=self._single)
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise

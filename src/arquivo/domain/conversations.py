@@ -257,7 +257,7 @@ class Conversations(Facade):
         }
         optional = (model, workspace_path, extra_data)
         present = tuple(f for f, v in zip(_OPTIONAL, optional, strict=True) if v is not None)
-        with self._store.unit(write=True) as driver:
+        with self._store.unit(write=True, single=True) as driver:
             message_id = driver.insert(_INSERT_ONE[present], values)
         return Message(
             message_id, user_id, session_id, role, content, model, workspace_path, extra_data, now

@@ -82,7 +82,7 @@ class Preferences(Facade):
         check_id("user_id", user_id)
         check_id("key", key)
         check_json("value", value)
-        with self._store.unit(write=True) as driver:
+        with self._store.unit(write=True, single=True) as driver:
             upsert(driver, user_id, key, value)
 
     def set_many(self, user_id: str, values: Mapping[str, Any]) -> None:

@@ -104,8 +104,12 @@ class DialectSupport:
         """The base exception classes of the DB-API driver."""
         return ()
 
-    def begin_driver(self, connection: Any, *, write: bool) -> None:
-        """Start a transaction on a raw DB-API connection from the hot-path pool."""
+    def begin_driver(self, connection: Any, *, write: bool, single: bool = False) -> None:
+        """Start a transaction on a raw DB-API connection from the hot-path pool.
+
+        ``single``: the unit is one write statement, which a database may run as its
+        own implicit transaction (atomic and durable when it returns, one round trip).
+        """
 
     def rollback_driver(self, connection: Any) -> bool:
         """Roll back a raw connection; ``False`` when it is no longer usable."""

@@ -161,7 +161,7 @@ class SqliteSupport(DialectSupport):
     def driver_error_types(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
 
-    def begin_driver(self, connection: Any, *, write: bool) -> None:
+    def begin_driver(self, connection: Any, *, write: bool, single: bool = False) -> None:
         # Reads run as single autocommit statements (each is its own consistent snapshot).
         if write:
             connection.execute("BEGIN IMMEDIATE")
