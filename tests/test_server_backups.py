@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from server_support import LiveServer
+from arquivo.backup.service import Backups
+from server_support import ARQUIVO, LiveServer, free_port, stop_server
 
 
 def _ok(response: httpx.Response, status: int = 200) -> Any:
@@ -71,3 +75,51 @@ def test_user_keys_get_403_on_every_backup_route(live: LiveServer) -> None:
         assert "admin" in response.json()["hint"]
         assert live.client(None).request(method, path, json=body).status_code == 401
     assert len(_ok(live.client("admin").get("/v1/backups"))) == before
+
+
+def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    backups = tmp_path / "backups"
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "ARQUIVO_BACKUP_DIR": str(backups),
+    }
+    command = [str(ARQUIVO), "serve", "--port", str(free_port()), "--log-level", "warning"]
+    with log.open("wb") as out:
+        process = subprocess.Popen([*command, *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+    return process, backups, log
+
+
+def _wait_for(condition: Any, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def test_serve_backs_up_on_a_schedule_and_prunes(tmp_path: Path) -> None:
+    process, folder, log = _serve(tmp_path, "--backup-every", "1s", "--keep-last", "2")
+    try:
+        _wait_for(lambda: log.read_text().count("scheduled backup 2") >= 3, log)
+    finally:
+        stop_server(process)
+    assert len(Backups(None, folder).list()) == 2
+    assert "Traceback" not in log.read_text()
+
+
+def test_one_schedule_runs_however_many_workers_serve(tmp_path: Path) -> None:
+    process, folder, log = _serve(tmp_path, "--workers", "2", "--backup-every", "1h")
+    try:
+        _wait_for(lambda: "scheduled backup" in log.read_text(), log)
+        time.sleep(3)  # room for the workers to start (and, wrongly, back up too)
+    finally:
+        stop_server(process)
+    assert len(Backups(None, folder).list()) == 1
+    assert log.read_text().count("scheduled backup") == 1
+
+
+def test_pruning_options_need_a_schedule(tmp_path: Path) -> None:
+    process, _, log = _serve(tmp_path, "--keep-last", "3")
+    assert process.wait(timeout=60) != 0
+    assert "--backup-every" in log.read_text()
