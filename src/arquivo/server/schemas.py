@@ -322,3 +322,6 @@ class VerifyOut(BaseModel):
     restored: bool
     tables: dict[str, int]
     problems: list[str]
+    collections: dict[str, int] = Field(
+        default_factory=dict, description="Chunks per collection of a Chroma folder in it."
+    )
