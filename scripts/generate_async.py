@@ -40,7 +40,7 @@ FACADES: list[type[Facade]] = [
     Knowledge,
 ]
 # Methods that are not blocking calls: handed through as they are.
-PASS_THROUGH = {("Metrics", "timer"), ("Users", "add_hook")}
+PASS_THROUGH = {("Metrics", "timer"), ("Users", "add_hook"), ("Knowledge", "bulk_load")}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BUILTIN_NAMES = {
     *("None", "int", "str", "float", "bool", "dict", "list", "tuple", "bytes", "object", "type")

@@ -1,6 +1,9 @@
 """Opening a store on each knowledge backend for the contract tests.
 
 The Chroma server is real: ``chroma run`` on 127.0.0.1, started once per session.
+PostgreSQL without pgvector is real too: a database owned by a role that is not a
+superuser, on the same server; pgvector is not a trusted extension, so that role cannot
+``CREATE EXTENSION vector`` and the migration takes its portable path.
 """
 
 from __future__ import annotations
@@ -10,15 +13,47 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
 from arquivo import Arquivo, Settings
 
 #: Every backend the contract suite runs on.
-KNOWLEDGE_BACKENDS = ("native-sqlite", "native-postgresql", "chroma-local", "chroma-server")
+KNOWLEDGE_BACKENDS = (
+    "native-sqlite",
+    "native-postgresql",
+    "native-postgresql-plain",
+    "chroma-local",
+    "chroma-server",
+)
+
+#: A role that may own a database but not create pgvector (not a superuser).
+PLAIN_ROLE = "arquivo_plain"
+
+
+@pytest.fixture
+def plain_postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database owned by :data:`PLAIN_ROLE`, as that role: no pgvector possible."""
+    from pg_server import _libpq, drop_database
+
+    admin: str = request.getfixturevalue("postgres_admin_url")
+    database = f"arquivo_plain_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(admin), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PLAIN_ROLE,))
+        if exists.fetchone() is None:
+            conn.execute(f"CREATE ROLE {PLAIN_ROLE} LOGIN NOSUPERUSER NOCREATEDB")
+        conn.execute(f"CREATE DATABASE {database} OWNER {PLAIN_ROLE}")
+    parts = urlsplit(admin)
+    netloc = PLAIN_ROLE + "@" + parts.netloc.rpartition("@")[2]
+    try:
+        yield urlunsplit(parts._replace(netloc=netloc, path="/" + database))
+    finally:
+        drop_database(admin, database)
 
 
 def _free_port() -> int:
@@ -80,6 +115,11 @@ def open_knowledge_store(
     if name == "native-postgresql":
         backend = request.getfixturevalue("postgres_backend")
         with Arquivo.open(backend.url) as store:
+            yield store
+        return
+    if name == "native-postgresql-plain":
+        with Arquivo.open(request.getfixturevalue("plain_postgres_url")) as store:
+            assert type(store.knowledge.backend).__name__ == "PgArrayBackend"
             yield store
         return
     url = f"sqlite:///{tmp_path / 'arquivo.db'}"

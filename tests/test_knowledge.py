@@ -16,9 +16,15 @@ import pytest
 
 from arquivo import Arquivo, DuplicateError, NotFoundError, ValidationError
 from conftest import Backend
-from knowledge_support import KNOWLEDGE_BACKENDS, chroma_server, open_knowledge_store
+from knowledge_support import (
+    KNOWLEDGE_BACKENDS,
+    chroma_server,
+    open_knowledge_store,
+    plain_postgres_url,
+)
 
-__all__ = ["chroma_server"]  # the session's Chroma server fixture, used by kstore
+# The session's Chroma server and the PostgreSQL-without-pgvector database, for kstore.
+__all__ = ["chroma_server", "plain_postgres_url"]
 
 
 @pytest.fixture(params=KNOWLEDGE_BACKENDS)
@@ -293,3 +299,27 @@ def test_async_facade(tmp_path: Any) -> None:
             return [h.id for h in await store.knowledge.query("docs", _unit(0, 1, 0), k=1)]
 
     assert asyncio.run(main()) == ["b"]
+
+
+def test_bulk_load_builds_the_index_at_the_end(kstore: Arquivo) -> None:
+    kstore.knowledge.create_collection("bulk", dimensions=3)
+    with kstore.knowledge.bulk_load("bulk"):
+        kstore.knowledge.add(
+            "bulk", ["a", "b"], ids=["a", "b"], embeddings=[_unit(1, 0, 0), _unit(0, 1, 0)]
+        )
+        # Searchable meanwhile (exactly, where the index is gone).
+        assert [h.id for h in kstore.knowledge.query("bulk", _unit(0, 1, 0), k=1)] == ["b"]
+    assert [h.id for h in kstore.knowledge.query("bulk", _unit(1, 0.1, 0), k=1)] == ["a"]
+    if kstore.knowledge.backend.name == "native" and kstore.knowledge.backend.approximate:
+        with kstore.engine.connect() as connection:
+            names = (
+                connection.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes "
+                    "WHERE starts_with(indexname, 'ix_knowledge_ann_')"
+                )
+                .scalars()
+                .all()
+            )
+        assert len(names) == 1
+    with pytest.raises(NotFoundError):
+        kstore.knowledge.bulk_load("nope").__enter__()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -21,7 +22,7 @@ from arquivo.domain.preferences import Preferences
 from arquivo.domain.retention import Retention, RetentionPolicy, RetentionReport
 from arquivo.domain.users import ForgetReport, UserDataHook, Users
 from arquivo.knowledge.embedders import Embedder
-from arquivo.knowledge.values import Chunk, CollectionInfo, DocumentInfo, Hit
+from arquivo.knowledge.values import AnnReport, Chunk, CollectionInfo, DocumentInfo, Hit
 from arquivo.values import (
     AgentRecord,
     AgentVersion,
@@ -564,6 +565,14 @@ class AsyncKnowledge:
     async def forget_user(self, user_id: str) -> int:
         """Delete every chunk of ``user_id`` in every collection; returns how many; see :meth:`arquivo.domain.knowledge.Knowledge.forget_user`."""
         return await self._run(functools.partial(self._sync.forget_user, user_id))
+
+    def bulk_load(self, collection: str) -> AbstractContextManager[None]:
+        """A block for loading many chunks: the ANN index is built once, at its end; see :meth:`arquivo.domain.knowledge.Knowledge.bulk_load`."""
+        return self._sync.bulk_load(collection)
+
+    async def enable_ann(self, *, dry_run: bool = False) -> AnnReport:
+        """Give a PostgreSQL database migrated without pgvector its HNSW indexes; see :meth:`arquivo.domain.knowledge.Knowledge.enable_ann`."""
+        return await self._run(functools.partial(self._sync.enable_ann, dry_run=dry_run))
 
     async def get(self, collection: str, ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids (those that exist), in the order asked; see :meth:`arquivo.domain.knowledge.Knowledge.get`."""

@@ -170,3 +170,54 @@ def drop(
             raise typer.Exit(1)
         store.knowledge.drop_collection(collection)
     typer.echo(f"dropped {collection} ({count} chunks)")
+
+
+@app.command("enable-ann")
+def enable_ann(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be converted; change nothing.")
+    ] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Give a PostgreSQL database migrated without pgvector its HNSW indexes.
+
+    Run after installing pgvector on the server. In one transaction the embeddings are
+    converted in place to pgvector's vector type (values kept exactly) and each
+    collection gets an HNSW index; on failure nothing changes. Restart other processes
+    using the database afterwards.
+    """
+    with state(ctx).store() as store:
+        plan = store.knowledge.enable_ann(dry_run=True)
+        if dry_run or not plan.converted:
+            report = plan
+        else:
+            if not yes and not typer.confirm(
+                f"convert {plan.chunks} embeddings to pgvector and index "
+                f"{len(plan.indexes)} collections (the table is locked meanwhile)?"
+            ):
+                raise typer.Exit(1)
+            report = store.knowledge.enable_ann()
+    if json_:
+        print_json(
+            {
+                "converted": report.converted,
+                "chunks": report.chunks,
+                "indexes": report.indexes,
+                "dry_run": report.dry_run,
+            }
+        )
+        return
+    if not report.converted:
+        typer.echo("the embeddings are already pgvector vectors: nothing to do")
+    elif report.dry_run:
+        typer.echo(
+            f"would convert {report.chunks} embeddings and index "
+            f"{', '.join(report.indexes) or 'no collections'}"
+        )
+    else:
+        typer.echo(
+            f"converted {report.chunks} embeddings; HNSW indexes on "
+            f"{', '.join(report.indexes) or 'no collections'}"
+        )

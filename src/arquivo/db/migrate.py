@@ -43,6 +43,7 @@ __all__ = [
     "alembic_config",
     "check",
     "check_revision",
+    "compare_type",
     "current_revision",
     "downgrade",
     "ensure_schema",
@@ -106,6 +107,30 @@ def include_name(name: str | None, type_: str, _parent: Any) -> bool:
     # The per-collection ANN indexes are made at run time (their width is the
     # collection's), not by a revision.
     return not (type_ == "index" and name is not None and name.startswith(ANN_INDEX_PREFIX))
+
+
+def compare_type(
+    _context: Any,
+    _inspected: Any,
+    metadata_column: Any,
+    inspected_type: Any,
+    metadata_type: Any,
+) -> bool | None:
+    """Alembic type comparison: an embedding column may be either of its two forms.
+
+    PostgreSQL stores :class:`~arquivo.db.types.Vector` as pgvector's ``vector``, or as
+    ``real[]`` where the server has no pgvector (until ``arquivo kb enable-ann``);
+    both agree with the model. ``None`` leaves every other column to Alembic.
+    """
+    from sqlalchemy.dialects import postgresql
+
+    from arquivo.db.types import Vector
+
+    if not isinstance(metadata_type, Vector):
+        return None
+    if isinstance(inspected_type, postgresql.ARRAY):
+        return not isinstance(inspected_type.item_type, sa.REAL)
+    return None
 
 
 @contextlib.contextmanager

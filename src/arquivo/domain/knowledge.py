@@ -8,10 +8,12 @@ anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +30,14 @@ from arquivo.knowledge.embedders import (
     embedder_name,
 )
 from arquivo.knowledge.filters import check_metadata, parse_where
-from arquivo.knowledge.values import Chunk, CollectionInfo, DocumentInfo, Hit, Record
+from arquivo.knowledge.values import (
+    AnnReport,
+    Chunk,
+    CollectionInfo,
+    DocumentInfo,
+    Hit,
+    Record,
+)
 from arquivo.models.knowledge import METRICS
 from arquivo.validation import check_id, check_limit, check_text
 
@@ -321,6 +330,54 @@ class Knowledge(Facade):
         """Delete every chunk of ``user_id`` in every collection; returns how many."""
         check_id("user_id", user_id)
         return self.backend.delete_user(user_id)
+
+    def bulk_load(self, collection: str) -> AbstractContextManager[None]:
+        """A block for loading many chunks: the ANN index is built once, at its end.
+
+        The collection's ANN index is dropped on entry and built again, in one pass, on
+        exit (even when the block raises): building an HNSW index once is far faster
+        than keeping it up to date row by row. Meanwhile queries on the collection
+        still work (exactly, by a scan).
+        Backends without such an index ignore it.
+
+        Example::
+
+            with store.knowledge.bulk_load("docs"):
+                for batch in batches:
+                    store.knowledge.add("docs", batch.texts, embeddings=batch.vectors)
+
+        Raises:
+            NotFoundError: The collection does not exist.
+        """
+        return self._bulk_load(collection)
+
+    @contextlib.contextmanager
+    def _bulk_load(self, collection: str) -> Iterator[None]:
+        info = self.collection(collection)
+        dropped = self.backend.drop_index(info)
+        try:
+            yield
+        finally:
+            if dropped:
+                self.backend.build_index(self.collection(collection))
+
+    def enable_ann(self, *, dry_run: bool = False) -> AnnReport:
+        """Give a PostgreSQL database migrated without pgvector its HNSW indexes.
+
+        Run once pgvector is installed on the server: the embeddings (``real[]``) are
+        converted in place to pgvector's ``vector``, exactly, and every collection gets
+        its index, all in one transaction. Does nothing when the column is already
+        ``vector``. Restart other processes using the store afterwards.
+
+        Args:
+            dry_run: Report what would be converted, and change nothing.
+
+        Raises:
+            ConfigurationError: Not PostgreSQL, or pgvector cannot be created here.
+        """
+        from arquivo.knowledge.native_pg import enable_ann
+
+        return enable_ann(self._store, dry_run=dry_run)
 
     # --- reading -------------------------------------------------------------------
 

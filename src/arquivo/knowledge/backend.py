@@ -102,5 +102,13 @@ class VectorBackend(abc.ABC):
     def delete_user(self, user_id: str) -> int:
         """Delete every chunk of ``user_id`` in every collection; return how many."""
 
+    def drop_index(self, collection: CollectionInfo) -> bool:
+        """Drop the collection's ANN index before a bulk load; return whether there was
+        one to drop (backends whose index cannot be suspended return ``False``)."""
+        return False
+
+    def build_index(self, collection: CollectionInfo) -> None:  # noqa: B027 - see drop_index
+        """Build the collection's ANN index (after :meth:`drop_index` and a bulk load)."""
+
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release clients and caches. Idempotent."""

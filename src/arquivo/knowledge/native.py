@@ -3,8 +3,9 @@
 A chunk's text, metadata, owner and embedding are one row of ``knowledge_chunks``, so
 they commit in one transaction, join ``store.transaction()``, and are backed up,
 restored and forgotten with everything else. What differs between databases is only
-the search, in one subclass each: :mod:`~arquivo.knowledge.native_sqlite` (numpy over
-a cached matrix) and :mod:`~arquivo.knowledge.native_pg` (pgvector HNSW).
+the search, in one subclass each: :mod:`~arquivo.knowledge.native_numpy` (numpy over
+a cached matrix: SQLite, and PostgreSQL without pgvector) and
+:mod:`~arquivo.knowledge.native_pg` (pgvector HNSW).
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ class NativeBackend(VectorBackend):
     transactional = True
     #: The SQLAlchemy dialect this subclass searches on (the registry's key).
     dialect: ClassVar[str]
+    #: Whether it searches an ANN index in the database (pgvector HNSW).
+    ann_index: ClassVar[bool] = False
+
+    def announce(self) -> None:
+        """Say once per process what an operator should know about this backend."""
 
     def __init__(self, store: Arquivo) -> None:
         """Work on ``store``'s database."""
@@ -325,14 +331,21 @@ class NativeBackend(VectorBackend):
 
 
 def native_backend(store: Arquivo) -> NativeBackend:
-    """The native backend for ``store``'s database (a registry keyed by dialect name)."""
-    from arquivo.knowledge.native_pg import PgvectorBackend
-    from arquivo.knowledge.native_sqlite import NumpyBackend
+    """The native backend for ``store``'s database (a registry keyed by dialect name and
+    whether the embedding column is a native vector type)."""
+    from arquivo.knowledge.native_numpy import SqliteNumpyBackend
+    from arquivo.knowledge.native_pg import PgArrayBackend, PgvectorBackend
 
-    registry: dict[str, type[NativeBackend]] = {
-        cls.dialect: cls for cls in (NumpyBackend, PgvectorBackend)
+    registry: dict[tuple[str, bool], type[NativeBackend]] = {
+        (cls.dialect, cls.ann_index): cls
+        for cls in (SqliteNumpyBackend, PgArrayBackend, PgvectorBackend)
     }
-    return registry[store.dialect](store)
+    support = get_dialect(store.dialect)
+    with store.engine.connect() as connection:
+        native_vectors = support.has_vector_column(connection)
+    backend = registry[(store.dialect, native_vectors)](store)
+    backend.announce()
+    return backend
 
 
 def as_matrix(value: Any) -> Matrix:

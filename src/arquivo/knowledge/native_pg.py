@@ -1,4 +1,4 @@
-"""Search on PostgreSQL with pgvector: an HNSW index per collection.
+"""Search on PostgreSQL: pgvector HNSW, or exact numpy where the server has no pgvector.
 
 Collections have their own widths, so the column is an untyped ``vector`` and each
 collection gets a partial expression index on ``embedding::vector(N)`` for
@@ -6,25 +6,45 @@ collection gets a partial expression index on ``embedding::vector(N)`` for
 the same expression and the collection id as a literal, so the planner can match the
 partial index. A filtered query sets ``hnsw.iterative_scan = relaxed_order`` (otherwise
 the index may return fewer than ``k`` rows that pass the filter) and re-sorts.
+
+Without pgvector (the migration could not create the extension) the column is
+``real[]`` and :class:`PgArrayBackend` searches exactly in numpy, as on SQLite;
+:func:`enable_ann` converts the column in place once pgvector is installed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.types import UserDefinedType
 
+from arquivo.db.dialects import get_dialect, translate_errors
 from arquivo.db.fastpath import Driver
 from arquivo.db.migrate import ANN_INDEX_PREFIX
-from arquivo.db.types import Vector
+from arquivo.db.types import Vector, decode_float4_arrays
+from arquivo.errors import ConfigurationError
 from arquivo.knowledge.backend import Matrix
 from arquivo.knowledge.filters import Filter
 from arquivo.knowledge.native import CHUNKS, NativeBackend
-from arquivo.knowledge.values import CollectionInfo, Hit
+from arquivo.knowledge.native_numpy import NumpyBackend
+from arquivo.knowledge.values import AnnReport, CollectionInfo, Hit
 
-__all__ = ["PgvectorBackend"]
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from arquivo.store import Arquivo
+
+__all__ = ["PgArrayBackend", "PgvectorBackend", "enable_ann"]
+
+_log = logging.getLogger("arquivo")
+_announced = threading.Event()
+#: What building an HNSW index may use (per index build; PostgreSQL's default is 64MB,
+#: which makes a 100k x 384 build spill to disk and take minutes).
+BUILD_MEMORY = "512MB"
 
 _K = CHUNKS.c
 # pgvector's HNSW indexes `vector` up to 2,000 dimensions; wider collections are scanned.
@@ -50,24 +70,71 @@ def index_name(cid: int) -> str:
     return f"{ANN_INDEX_PREFIX}{int(cid)}"
 
 
+def create_index_sql(cid: int, dimensions: int, metric: str) -> str | None:
+    """``CREATE INDEX`` for collection ``cid``'s HNSW index (``None``: too wide to index)."""
+    if dimensions > _MAX_INDEXED:
+        return None
+    # Identifiers and numbers only, all ours: nothing here comes from the caller.
+    return (
+        f"CREATE INDEX IF NOT EXISTS {index_name(cid)} ON knowledge_chunks "
+        f"USING hnsw ((embedding::vector({int(dimensions)})) {_OPCLASSES[metric]}) "
+        f"WHERE collection_id = {int(cid)}"
+    )
+
+
+class PgArrayBackend(NumpyBackend):
+    """The native backend on PostgreSQL without pgvector: ``real[]``, exact numpy search."""
+
+    dialect = "postgresql"
+    mark = "%s"
+    # The array's binary form: numpy decodes it without a Python float per element.
+    embedding_sql = "array_send(embedding)"
+
+    def decode(self, values: list[Any], width: int) -> Matrix:
+        return decode_float4_arrays(values, width)  # type: ignore[no-any-return]
+
+    def announce(self) -> None:
+        if not _announced.is_set():
+            _announced.set()
+            _log.warning(
+                "this PostgreSQL database has no pgvector: knowledge queries search "
+                "exactly in numpy (fine to ~100k chunks per collection). For an HNSW "
+                "index, install pgvector on the server and run `arquivo kb enable-ann`."
+            )
+
+
 class PgvectorBackend(NativeBackend):
     """The native backend on PostgreSQL: pgvector HNSW, or an exact scan on request."""
 
     dialect = "postgresql"
     approximate = True
+    ann_index = True
 
     def on_dimensions(self, driver: Driver, cid: int, dimensions: int, metric: str) -> None:
-        if dimensions > _MAX_INDEXED:
-            return
-        # Identifiers and numbers only, all ours: nothing here comes from the caller.
-        driver.connection.execute(
-            f"CREATE INDEX IF NOT EXISTS {index_name(cid)} ON knowledge_chunks "
-            f"USING hnsw ((embedding::vector({int(dimensions)})) {_OPCLASSES[metric]}) "
-            f"WHERE collection_id = {int(cid)}"
-        )
+        statement = create_index_sql(cid, dimensions, metric)
+        if statement is not None:
+            driver.connection.execute(statement)
 
     def on_drop(self, driver: Driver, cid: int) -> None:
         driver.connection.execute(f"DROP INDEX IF EXISTS {index_name(cid)}")
+
+    def drop_index(self, collection: CollectionInfo) -> bool:
+        with self._store.unit(write=True) as driver:
+            cid, _ = self._collection_id(driver, collection.name)
+            driver.connection.execute(f"DROP INDEX IF EXISTS {index_name(cid)}")
+        return True
+
+    def build_index(self, collection: CollectionInfo) -> None:
+        with self._store.unit(write=True) as driver:
+            cid, dimensions = self._collection_id(driver, collection.name)
+            if dimensions is None:
+                return
+            statement = create_index_sql(cid, dimensions, collection.metric)
+            if statement is not None:
+                # One build with room to work beats maintaining the graph row by row
+                # (measured here: ~90 vectors/s inserting into a live index).
+                driver.connection.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+                driver.connection.execute(statement)
 
     def query(
         self,
@@ -122,3 +189,63 @@ class PgvectorBackend(NativeBackend):
         # relaxed_order may return rows slightly out of order.
         rows.sort(key=lambda row: row[5])
         return self.hits(collection.metric, rows)
+
+
+def enable_ann(store: Arquivo, *, dry_run: bool = False) -> AnnReport:
+    """Turn a PostgreSQL database migrated without pgvector into one with HNSW indexes.
+
+    In one transaction: ``CREATE EXTENSION vector``, the ``real[]`` embedding column
+    converted in place to ``vector`` (pgvector's own cast; the values are kept
+    exactly), the exact index's triggers dropped, and an HNSW index built per
+    collection. A failure rolls all of it back. Other processes using the store
+    should be restarted afterwards (they keep searching their in-memory copy).
+
+    Raises:
+        ConfigurationError: Not PostgreSQL, or the extension cannot be created
+            (pgvector not installed, or this role may not create it).
+    """
+    support = get_dialect(store.dialect)
+    if store.dialect != PgvectorBackend.dialect:
+        raise ConfigurationError(
+            f"ANN indexes are for PostgreSQL; this database is {store.dialect}",
+            hint="SQLite's knowledge search is exact numpy, which needs no index",
+        )
+    with translate_errors(store.dialect), store.engine.begin() as connection:
+        if support.has_vector_column(connection):
+            return AnnReport(False, 0, [], dry_run)
+        chunks = int(
+            connection.exec_driver_sql("SELECT count(*) FROM knowledge_chunks").scalar_one()
+        )
+        collections = _indexable(connection)
+        if dry_run:
+            return AnnReport(True, chunks, [name for name, *_ in collections], True)
+        if not support.enable_vectors(connection):
+            raise ConfigurationError(
+                "cannot create the pgvector extension in this database",
+                hint="install pgvector on the server (https://github.com/pgvector/pgvector) "
+                "and have a superuser run CREATE EXTENSION vector; here, then run this again",
+            )
+        connection.exec_driver_sql(
+            "ALTER TABLE knowledge_chunks ALTER COLUMN embedding TYPE vector "
+            "USING embedding::vector"
+        )
+        for statement in support.drop_chunk_change_triggers():
+            connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+        built = []
+        for name, cid, dimensions, metric in collections:
+            index = create_index_sql(cid, dimensions, metric)
+            if index is not None:
+                connection.exec_driver_sql(index)
+                built.append(name)
+    # The next use picks the pgvector backend.
+    store.knowledge.close()
+    return AnnReport(True, chunks, built, False)
+
+
+def _indexable(connection: Connection) -> list[tuple[str, int, int, str]]:
+    rows = connection.exec_driver_sql(
+        "SELECT name, id, dimensions, metric FROM knowledge_collections "
+        "WHERE dimensions IS NOT NULL ORDER BY name"
+    ).all()
+    return [(str(r[0]), int(r[1]), int(r[2]), str(r[3])) for r in rows]

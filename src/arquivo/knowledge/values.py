@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Chunk", "CollectionInfo", "DocumentInfo", "Hit", "Record"]
+__all__ = ["AnnReport", "Chunk", "CollectionInfo", "DocumentInfo", "Hit", "Record"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,20 @@ class Record:
 def score_of(metric: str, distance: float) -> float:
     """The similarity matching a distance of ``metric``."""
     return 1.0 - distance if metric == "cosine" else -distance
+
+
+@dataclass(frozen=True)
+class AnnReport:
+    """What :func:`enable_ann` did (or, in a dry run, would do).
+
+    Attributes:
+        converted: Whether the embedding column was (or would be) converted.
+        chunks: Chunks whose embeddings were converted.
+        indexes: Collections that got an HNSW index.
+        dry_run: ``True`` when nothing was changed.
+    """
+
+    converted: bool
+    chunks: int
+    indexes: list[str]
+    dry_run: bool

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from arquivo.db.dialects import get_dialect
 from arquivo.db.engine import create_engine
-from arquivo.db.migrate import VERSION_TABLE, include_name
+from arquivo.db.migrate import VERSION_TABLE, compare_type, include_name
 from arquivo.models import Base
 from arquivo.settings import Settings
 
@@ -30,7 +30,7 @@ def _configure(connection: Connection) -> None:
         version_table=VERSION_TABLE,
         include_name=include_name,
         render_as_batch=get_dialect(connection.dialect.name).render_as_batch,
-        compare_type=True,
+        compare_type=compare_type,
         compare_server_default=False,
     )
 

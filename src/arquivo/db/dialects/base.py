@@ -243,14 +243,29 @@ class DialectSupport:
 
     # --- the native vector store ------------------------------------------------------
 
-    def enable_vectors(self, connection: Connection) -> None:
-        """Make the vector column type available (a migration calls it before using it)."""
+    def enable_vectors(self, connection: Connection) -> bool:
+        """Make the native vector type available if the database can have it (a
+        migration calls it before making the column); return whether it can.
+
+        ``False`` means embeddings are stored portably and searched exactly.
+        """
+        return False
+
+    def has_vector_column(self, connection: Connection) -> bool:
+        """Whether ``knowledge_chunks.embedding`` is a native vector type (an ANN index
+        can be built on it)."""
+        return False
 
     def chunk_change_triggers(self) -> list[str]:
         """DDL keeping ``knowledge_collections.version``/``epoch`` current on every write.
 
         Only where an in-process cache of the vectors needs to notice other writers.
         """
+        return []
+
+    def drop_chunk_change_triggers(self) -> list[str]:
+        """DDL removing what :meth:`chunk_change_triggers` made (when an ANN index takes
+        over from the in-process cache)."""
         return []
 
     def json_scalar(self, column: ColumnElement[Any], key: str, kind: str) -> ColumnElement[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from arquivo.db.dialects.base import DialectSupport, Listener
-from arquivo.db.types import JSONText
+from arquivo.db.types import JSONText, register_psycopg_vectors
 from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
@@ -21,7 +22,6 @@ from arquivo.errors import (
     CorruptDatabaseError,
     DatabaseUnavailableError,
     DuplicateError,
-    MigrationError,
     MissingDependencyError,
     StorageFullError,
     ValidationError,
@@ -33,6 +33,11 @@ __all__ = ["MIGRATION_LOCK_KEY", "PostgresSupport"]
 # pg_advisory_xact_lock key shared by every process migrating an Arquivo schema
 # (the bytes of "arquivo" read as a big-endian integer; any fixed bigint would do).
 MIGRATION_LOCK_KEY = int.from_bytes(b"arquivo", "big")
+
+_log = logging.getLogger("arquivo")
+# The change counters of the exact (numpy) index, kept only where pgvector is missing.
+_BUMP_FUNCTION = "arquivo_knowledge_bump"
+_TRIGGER_PREFIX = "knowledge_chunks_"
 
 # Hot-path connections idle for longer than this are pinged before reuse.
 _TRUST_IDLE_S = 30.0
@@ -77,6 +82,8 @@ class PostgresSupport(DialectSupport):
                 "PostgreSQL needs the psycopg driver, which is not installed",
                 hint="pip install 'arquivo[postgres]'",
             ) from exc
+        # Before any connection exists, so every connection knows how to send vectors.
+        register_psycopg_vectors()
 
     def engine_options(self, url: URL, settings: Settings) -> dict[str, Any]:
         connect_args: dict[str, Any] = {
@@ -315,30 +322,83 @@ class PostgresSupport(DialectSupport):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM (ANALYZE)")
 
-    def enable_vectors(self, connection: Connection) -> None:
+    def enable_vectors(self, connection: Connection) -> bool:
+        installed = connection.execute(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        ).first()
+        if installed is not None:
+            return True
         available = connection.execute(
             text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
         ).first()
         if available is None:
-            raise MigrationError(
-                "the knowledge store needs the pgvector extension, which this PostgreSQL "
-                "server does not have",
-                hint="install pgvector on the server (https://github.com/pgvector/pgvector), "
-                "then run `arquivo db upgrade` again",
+            _log.warning(
+                "PostgreSQL has no pgvector extension: the knowledge store keeps embeddings "
+                "as real[] and searches exactly (numpy). For an HNSW index, install pgvector "
+                "on the server (https://github.com/pgvector/pgvector), then run "
+                "`arquivo kb enable-ann`."
             )
-        installed = connection.execute(
-            text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
-        ).first()
-        if installed is None:
-            try:
-                with connection.begin_nested():
-                    connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
-            except sa.exc.DBAPIError as exc:
-                raise MigrationError(
-                    f"cannot create the pgvector extension: {exc.orig}",
-                    hint="ask a superuser to run CREATE EXTENSION vector; in this database, "
-                    "then run `arquivo db upgrade` again",
-                ) from exc
+            return False
+        try:
+            # A savepoint: a refused CREATE EXTENSION must not abort the migration.
+            with connection.begin_nested():
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        except sa.exc.DBAPIError as exc:
+            _log.warning(
+                "cannot create the pgvector extension (%s): the knowledge store keeps "
+                "embeddings as real[] and searches exactly (numpy). For an HNSW index, a "
+                "superuser can run CREATE EXTENSION vector; in this database, then run "
+                "`arquivo kb enable-ann`.",
+                str(exc.orig).strip().splitlines()[0],
+            )
+            return False
+        return True
+
+    def has_vector_column(self, connection: Connection) -> bool:
+        found = connection.execute(
+            text(
+                "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = to_regclass('knowledge_chunks') "
+                "AND a.attname = 'embedding' AND NOT a.attisdropped"
+            )
+        ).scalar()
+        return found == "vector"
+
+    def chunk_change_triggers(self) -> list[str]:
+        # Only without pgvector, where the exact index caches matrices in memory (as on
+        # SQLite). Statement-level with transition tables: one UPDATE per statement and
+        # collection, however many rows a bulk insert writes.
+        function = (
+            f"CREATE OR REPLACE FUNCTION {_BUMP_FUNCTION}() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN "
+            "IF TG_OP = 'INSERT' THEN "
+            "UPDATE knowledge_collections SET version = version + 1 "
+            "WHERE id IN (SELECT DISTINCT collection_id FROM changed); "
+            "ELSE "
+            "UPDATE knowledge_collections SET version = version + 1, epoch = epoch + 1 "
+            "WHERE id IN (SELECT DISTINCT collection_id FROM changed); "
+            "END IF; RETURN NULL; END $$"
+        )
+        triggers = [
+            f"CREATE TRIGGER {_TRIGGER_PREFIX}{suffix} AFTER {event} ON knowledge_chunks "
+            f"REFERENCING {table} TABLE AS changed FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION {_BUMP_FUNCTION}()"
+            for suffix, event, table in (
+                ("ai", "INSERT", "NEW"),
+                ("au", "UPDATE", "OLD"),
+                ("ad", "DELETE", "OLD"),
+            )
+        ]
+        return [function, *triggers]
+
+    def drop_chunk_change_triggers(self) -> list[str]:
+        return [
+            *(
+                f"DROP TRIGGER IF EXISTS {_TRIGGER_PREFIX}{suffix} ON knowledge_chunks"
+                for suffix in ("ai", "au", "ad")
+            ),
+            f"DROP FUNCTION IF EXISTS {_BUMP_FUNCTION}()",
+        ]
 
     def json_scalar(self, column: ColumnElement[Any], key: str, kind: str) -> ColumnElement[Any]:
         value = column.op("->")(sa.literal(key, sa.Text))

@@ -2,8 +2,12 @@
 
 Adds ``knowledge_collections`` and ``knowledge_chunks`` (text, metadata, owner, source
 document and embedding in one row). On PostgreSQL the embedding is pgvector's ``vector``
-(the extension is created if the server has it); on SQLite it is float32 bytes, and
-triggers keep each collection's change counters for the in-memory index.
+(the extension is created if the server has it and this role may). Where it cannot be,
+the embedding is a plain ``real[]`` instead, searched exactly in numpy like on SQLite
+(``arquivo kb enable-ann`` converts the column once pgvector is installed): a server
+without pgvector must not block every other table. On SQLite it is float32 bytes.
+Wherever the exact index caches matrices in memory (SQLite, PostgreSQL without
+pgvector), triggers keep each collection's change counters.
 
 Revision ID: 0005
 Revises: 0004
@@ -13,6 +17,7 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -34,7 +39,12 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     bind = op.get_bind()
     support = get_dialect(bind.dialect.name)
-    support.enable_vectors(bind)
+    native_vectors = support.enable_vectors(bind)
+    # Vector() is pgvector's type on PostgreSQL and a BLOB on SQLite; without pgvector,
+    # PostgreSQL gets real[], which Vector's bound values also fit.
+    embedding: sa.types.TypeEngine[Any] = Vector()
+    if not native_vectors:
+        embedding = sa.LargeBinary().with_variant(postgresql.ARRAY(sa.REAL()), "postgresql")
     op.create_table(
         "knowledge_collections",
         sa.Column("id", ID, autoincrement=True, nullable=False),
@@ -61,7 +71,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(255), nullable=True),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("metadata", JSON, nullable=True),
-        sa.Column("embedding", Vector(), nullable=False),
+        sa.Column("embedding", embedding, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.ForeignKeyConstraint(
@@ -84,12 +94,16 @@ def upgrade() -> None:
         ["collection_id", "document_id"],
     )
     op.create_index(op.f("ix_knowledge_chunks_user_id"), "knowledge_chunks", ["user_id"])
-    for statement in support.chunk_change_triggers():
-        op.execute(statement)
+    if not native_vectors:
+        for statement in support.chunk_change_triggers():
+            op.execute(statement)
 
 
 def downgrade() -> None:
-    # Dropping the tables drops their triggers and per-collection indexes too; the
-    # pgvector extension stays (other schemas may use it).
+    # Triggers first: on PostgreSQL their function would outlive the table.
+    for statement in get_dialect(op.get_bind().dialect.name).drop_chunk_change_triggers():
+        op.execute(statement)
+    # Dropping the tables drops their per-collection indexes too; the pgvector
+    # extension stays (other schemas may use it).
     op.drop_table("knowledge_chunks")
     op.drop_table("knowledge_collections")

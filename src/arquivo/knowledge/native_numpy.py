@@ -1,12 +1,13 @@
-"""Exact search on SQLite: numpy over each collection's matrix, cached in memory.
+"""Exact search in numpy over each collection's matrix, cached in memory.
 
-This Python cannot load SQLite extensions (``sqlite-vec`` would need another DB-API
-module for the whole store), and numpy is faster anyway: measured here, ``X @ q`` over
-100,000 x 384 float32 takes ~9 ms where sqlite-vec's exact ``vec0`` scan takes 80-110 ms.
-So embeddings are float32 BLOBs in ``knowledge_chunks`` and a query multiplies the
-collection's matrix, kept in memory per process.
+Used on SQLite, and on PostgreSQL servers without pgvector. On SQLite: this Python
+cannot load SQLite extensions (``sqlite-vec`` would need another DB-API module for the
+whole store), and numpy is faster anyway: measured here, ``X @ q`` over 100,000 x 384
+float32 takes ~9 ms where sqlite-vec's exact ``vec0`` scan takes 80-110 ms. So
+embeddings are float32 BLOBs in ``knowledge_chunks`` (``real[]`` on PostgreSQL) and a
+query multiplies the collection's matrix, kept in memory per process.
 
-The cache notices every writer, in this process or another: SQLite triggers bump the
+The cache notices every writer, in this process or another: triggers bump the
 collection's ``version`` on every insert and its ``epoch`` on every update or delete.
 When only ``version`` moved, just the new rows (ids above the cached maximum) are read;
 when ``epoch`` moved, the matrix is read again.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -28,15 +29,20 @@ from arquivo.knowledge.filters import Filter
 from arquivo.knowledge.native import CHUNKS, NativeBackend, not_found
 from arquivo.knowledge.values import CollectionInfo, Hit
 
-__all__ = ["NumpyBackend"]
+__all__ = ["NumpyBackend", "SqliteNumpyBackend"]
 
 _K = CHUNKS.c
-_STATE = "SELECT id, version, epoch FROM knowledge_collections WHERE name = ?"
+# Plain SQL with the driver's own placeholder: compiling a Core statement per query
+# cost more than the search.
+_STATE = "SELECT id, version, epoch FROM knowledge_collections WHERE name = {mark}"
 _FETCH = (
     "SELECT id, key, text, metadata, user_id, document_id FROM knowledge_chunks "
     "WHERE id IN ({marks})"
 )
-_LOAD = "SELECT id, embedding FROM knowledge_chunks WHERE collection_id = ? AND id > ? ORDER BY id"
+_LOAD = (
+    "SELECT id, {embedding} FROM knowledge_chunks WHERE collection_id = {mark} "
+    "AND id > {mark} ORDER BY id"
+)
 
 
 @dataclass
@@ -61,17 +67,26 @@ def _decode(blobs: list[bytes], width: int) -> Matrix:
 
 
 class NumpyBackend(NativeBackend):
-    """The native backend on SQLite: exact brute-force search in numpy."""
+    """Exact brute-force search in numpy; subclasses say how each database reads vectors."""
 
-    dialect = "sqlite"
+    #: The driver's placeholder.
+    mark: ClassVar[str] = "?"
+    #: What the matrix loader selects for a row's vector.
+    embedding_sql: ClassVar[str] = "embedding"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cache: dict[int, _Matrix] = {}
         self._lock = threading.Lock()
+        self._state_sql = _STATE.format(mark=self.mark)
+        self._load_sql = _LOAD.format(mark=self.mark, embedding=self.embedding_sql)
+
+    def decode(self, values: list[Any], width: int) -> Matrix:
+        """The matrix of the vectors the loader selected."""
+        return _decode(values, width)
 
     def _state(self, driver: Driver, name: str) -> tuple[int, int, int]:
-        row = driver.connection.execute(_STATE, (name,)).fetchone()
+        row = driver.connection.execute(self._state_sql, (name,)).fetchone()
         if row is None:
             raise not_found(name)
         return int(row[0]), int(row[1]), int(row[2])
@@ -87,12 +102,12 @@ class NumpyBackend(NativeBackend):
                     return cid, cached
                 start = None if cached is None or cached.epoch != epoch else cached
                 after = int(start.rowids[-1]) if start is not None and len(start.rowids) else 0
-                rows = driver.connection.execute(_LOAD, (cid, after)).fetchall()
+                rows = driver.connection.execute(self._load_sql, (cid, after)).fetchall()
                 # Another writer may have committed between the two reads; then retry.
                 if self._state(driver, collection.name) != (cid, version, epoch):
                     continue
                 rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                raw = _decode([r[1] for r in rows], width)
+                raw = self.decode([r[1] for r in rows], width)
                 sqnorms = np.einsum("ij,ij->i", raw, raw).astype(np.float32)
                 vectors = raw / np.sqrt(np.maximum(sqnorms, 1e-30))[:, None] if cosine else raw
                 if start is not None:
@@ -143,10 +158,9 @@ class NumpyBackend(NativeBackend):
             ids = [int(i) for i in matrix.rowids[best]]
             if not ids:
                 return []
-            # Plain SQL: compiling a Core statement per query cost more than the search.
-            marks = ",".join("?" * len(ids))
+            marks = ",".join([self.mark] * len(ids))
             rows = {
-                row[0]: (row[1], row[2], json.loads(row[3]) if row[3] else {}, row[4], row[5])
+                row[0]: (row[1], row[2], _json(row[3]), row[4], row[5])
                 for row in driver.connection.execute(_FETCH.format(marks=marks), ids).fetchall()
             }
         result = []
@@ -157,6 +171,19 @@ class NumpyBackend(NativeBackend):
                     distance = float(np.sqrt(max(distance, 0.0)))
                 result.append((*rows[rowid], distance))
         return self.hits(collection.metric, result)
+
+
+class SqliteNumpyBackend(NumpyBackend):
+    """The native backend on SQLite: float32 BLOBs, exact search in numpy."""
+
+    dialect = "sqlite"
+
+
+def _json(value: Any) -> dict[str, Any]:
+    # SQLite hands JSON back as text; psycopg has already decoded JSONB.
+    if not value:
+        return {}
+    return json.loads(value) if isinstance(value, str) else dict(value)
 
 
 def _top(distances: Matrix, k: int) -> np.ndarray[Any, np.dtype[np.intp]]:
