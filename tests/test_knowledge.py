@@ -181,6 +181,30 @@ def test_forget_user_reaches_the_vectors(kstore: Arquivo) -> None:
     assert [h.user_id for h in kstore.knowledge.query("other", _unit(0, 1, 0), k=5)] == ["bob"]
 
 
+def test_store_users_forget_reaches_the_vectors(kstore: Arquivo) -> None:
+    # "Forget this user" for the whole store: rows and vectors, on every backend.
+    _seed(kstore)
+    kstore.knowledge.add(
+        "docs", ["bob's"], ids=["bob1"], embeddings=[_unit(1, 0, 1)], user_id="bob"
+    )
+    kstore.preferences.set("ana", "theme", "dark")
+    key = (
+        "knowledge_chunks"
+        if kstore.knowledge.backend.transactional
+        else ("knowledge (vector store)")
+    )
+    counted = kstore.users.data("ana")
+    assert counted.rows[key] == 4
+    assert counted.rows["user_preferences"] == 1
+    assert kstore.knowledge.count("docs") == 5  # a dry run deletes nothing
+    report = kstore.users.forget("ana")
+    assert report.rows[key] == 4
+    assert report.total == 5
+    assert [c.id for c in kstore.knowledge.get("docs", ["c", "d", "f", "b", "bob1"])] == ["bob1"]
+    assert [h.id for h in kstore.knowledge.query("docs", _unit(1, 0, 0), k=5)] == ["bob1"]
+    assert kstore.users.data("ana").total == 0
+
+
 BAD_CALLS: list[tuple[Any, type[Exception]]] = [
     (lambda k: k.add("docs", ["x"], embeddings=[[1.0, 0.0]]), ValidationError),
     (lambda k: k.add("docs", [], embeddings=[]), ValidationError),

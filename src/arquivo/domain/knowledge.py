@@ -42,6 +42,8 @@ from arquivo.models.knowledge import METRICS
 from arquivo.validation import check_id, check_limit, check_text
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from arquivo.store import Arquivo
 
 __all__ = ["Knowledge"]
@@ -110,6 +112,27 @@ def _as_matrix(field: str, value: object, rows: int | None) -> Matrix:
     return single
 
 
+class _ExternalChunks:
+    """``store.users`` reaching the chunks of a backend outside the database (Chroma).
+
+    Chroma cannot join the database transaction, so ``forget`` deletes there as it goes;
+    a failure later rolls back the rows only, and running ``forget`` again finishes.
+    """
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self._knowledge = knowledge
+        #: The report's key, beside the table names.
+        self.name = "knowledge (vector store)"
+
+    def count(self, session: Session, user_id: str) -> int:
+        backend = self._knowledge.backend
+        return 0 if backend.transactional else backend.count_user(user_id)
+
+    def delete(self, session: Session, user_id: str) -> int:
+        backend = self._knowledge.backend
+        return 0 if backend.transactional else backend.delete_user(user_id)
+
+
 class Knowledge(Facade):
     """Collections of embedded chunks: add, query, delete, by id, document or user.
 
@@ -141,6 +164,10 @@ class Knowledge(Facade):
         self._embedders: dict[str, Embedder] = {}
         self._default: Embedder | None = None
         self._lock = threading.Lock()
+        if backend is not None:
+            # The native backend's chunks are rows with a user_id, which
+            # store.users.forget() finds by itself; any other store needs the hook.
+            store.users.add_hook(_ExternalChunks(self))
 
     @property
     def backend(self) -> VectorBackend:

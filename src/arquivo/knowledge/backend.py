@@ -102,6 +102,10 @@ class VectorBackend(abc.ABC):
     def delete_user(self, user_id: str) -> int:
         """Delete every chunk of ``user_id`` in every collection; return how many."""
 
+    @abc.abstractmethod
+    def count_user(self, user_id: str) -> int:
+        """How many chunks of ``user_id`` there are, in every collection."""
+
     def drop_index(self, collection: CollectionInfo) -> bool:
         """Drop the collection's ANN index before a bulk load; return whether there was
         one to drop (backends whose index cannot be suspended return ``False``)."""

@@ -334,6 +334,14 @@ class ChromaBackend(VectorBackend):
                     deleted += len(found)
         return deleted
 
+    def count_user(self, user_id: str) -> int:
+        counted = 0
+        with self._calls("count the user's chunks"):
+            for name in self._names():
+                target = self._client.get_collection(name, embedding_function=None)
+                counted += len(target.get(where={_USER: user_id}, include=[])["ids"])
+        return counted
+
     def close(self) -> None:
         self._widths.clear()
         # Release the folder's files (a restore replaces them); chromadb < 1.1 has no close.

@@ -115,6 +115,10 @@ def _delete_user(_: DialectSupport) -> sa.Delete:
     return sa.delete(CHUNKS).where(_K.user_id == sa.bindparam("user_id"))
 
 
+def _count_user(_: DialectSupport) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).where(_K.user_id == sa.bindparam("user_id"))
+
+
 def in_list(column: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
     """``column IN (...)`` with one plain parameter per value (see ``Driver.prepare``)."""
     return column.in_(
@@ -307,6 +311,10 @@ class NativeBackend(VectorBackend):
     def delete_user(self, user_id: str) -> int:
         with self._store.unit(write=True) as driver:
             return driver.rowcount(_delete_user, {"user_id": user_id})
+
+    def count_user(self, user_id: str) -> int:
+        with self._store.unit(write=False) as driver:
+            return int(driver.execute(_count_user, {"user_id": user_id})[0][0])
 
     def hits(self, metric: str, rows: list[tuple[Any, ...]]) -> list[Hit]:
         """Hits from rows of (key, text, metadata, user_id, document_id, distance)."""
