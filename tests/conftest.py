@@ -109,7 +109,7 @@ def _isolated_environment(
 ) -> Iterator[None]:
     # Tests must not read the developer's .env or DATABASE_URL, nor leak the default store.
     for key in list(os.environ):
-        if key == "DATABASE_URL" or (
+        if key in ("DATABASE_URL", "CHROMA_DB_PATH", "CHROMA_HOST") or (
             key.startswith("ARQUIVO_") and key != ("ARQUIVO_TEST_DATABASE_URL")
         ):
             monkeypatch.delenv(key)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from knowledge_support import chroma_server
 from test_cli import run, run_json
+
+__all__ = ["chroma_server"]  # the session's Chroma server, for the seeds' CHROMA_HOST
 
 
 def test_kb_commands(tmp_path: Path) -> None:
@@ -50,3 +55,28 @@ def test_kb_commands(tmp_path: Path) -> None:
     unreadable = run(*url, "kb", "add", "notes", str(tmp_path / "nope.md"))
     assert unreadable.returncode == 1
     assert "cannot read" in unreadable.stderr
+
+
+@pytest.mark.parametrize("where", ["CHROMA_DB_PATH", "CHROMA_HOST"])
+def test_the_seeds_chroma_setup(tmp_path: Path, where: str, request: pytest.FixtureRequest) -> None:
+    # The seeds' .env names only CHROMA_DB_PATH or CHROMA_HOST: that alone selects Chroma,
+    # and "forget this user" reaches its vectors.
+    if where == "CHROMA_HOST":
+        value = request.getfixturevalue("chroma_server")
+    else:
+        value = str(tmp_path / "chroma")
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///./rows.db\n{where}={value}\n")
+    note = tmp_path / "note.md"
+    note.write_text("Ana keeps her bicycle in the garage next to the garden tools.\n")
+    added = run_json("kb", "add", "seeded", str(note), "--user", "ana", cwd=tmp_path)
+    assert added["documents"][0]["chunks"] == 1
+    if where == "CHROMA_DB_PATH":
+        assert (tmp_path / "chroma" / "chroma.sqlite3").exists()
+    hits = run_json("kb", "query", "seeded", "where is the bike?", cwd=tmp_path)
+    assert "bicycle" in hits[0]["text"]
+    report = run_json("forget-user", "ana", "--yes", cwd=tmp_path)
+    assert report["rows"]["knowledge (vector store)"] == 1
+    assert run_json("kb", "list", cwd=tmp_path)[0]["chunks"] == 0
+    # The rows database holds no chunks: they live in Chroma.
+    assert run_json("--url", f"sqlite:///{tmp_path / 'rows.db'}", "kb", "list") == []
+    run("kb", "drop", "seeded", "--yes", cwd=tmp_path)

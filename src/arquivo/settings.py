@@ -32,6 +32,7 @@ class Settings(BaseSettings):
         chroma_host: ``CHROMA_HOST``, a Chroma server URL.
         knowledge_backend: Where ``store.knowledge`` keeps vectors: ``native`` (in this
             database) or ``chroma`` (``CHROMA_HOST`` if set, else ``CHROMA_DB_PATH``).
+            When not given, setting ``CHROMA_HOST`` or ``CHROMA_DB_PATH`` means chroma.
         auto_migrate: Upgrade the schema when a store opens (else only verify it).
         sqlite_synchronous: ``PRAGMA synchronous``; ``FULL`` survives power loss.
         sqlite_busy_timeout_ms: How long a SQLite writer waits for the lock.

@@ -216,7 +216,11 @@ class ChromaBackend(VectorBackend):
             for start in range(0, len(records), step):
                 batch = records[start : start + step]
                 # Chroma's upsert merges metadata into the old chunk's; ours replaces it.
-                target.delete(ids=[r.id for r in batch])
+                # Only ids that exist are deleted: a delete of absent ids still costs a
+                # scan, which halved bulk loads.
+                existing = target.get(ids=[r.id for r in batch], include=[])["ids"]
+                if existing:
+                    target.delete(ids=existing)
                 target.add(
                     ids=[r.id for r in batch],
                     embeddings=np.stack([r.embedding for r in batch]),
