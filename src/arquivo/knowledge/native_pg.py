@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import UserDefinedType
 
 from arquivo.db.dialects import get_dialect, translate_errors
-from arquivo.db.fastpath import Driver
+from arquivo.db.fastpath import Driver, Prepared
 from arquivo.db.migrate import ANN_INDEX_PREFIX
 from arquivo.db.types import Vector, decode_float4_arrays
 from arquivo.errors import ConfigurationError
@@ -114,6 +115,32 @@ class PgvectorBackend(NativeBackend):
     #: embeddings; see the README for the measured trade-off.
     ef_search = 100
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepared: dict[tuple[int, int, str], Prepared] = {}
+        # What each pooled connection's session has set: (ef_search, iterative scan).
+        self._sessions: weakref.WeakKeyDictionary[Any, tuple[int, bool]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _configure(self, connection: Any, ef_search: int, iterative: bool) -> None:
+        wanted = (ef_search, iterative)
+        if not connection.autocommit:
+            # Inside the caller's transaction (store.transaction()): a session SET would
+            # be rolled back with it, so the settings last for this transaction only.
+            connection.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+            if iterative:
+                connection.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            return
+        if self._sessions.get(connection) == wanted:
+            return
+        # A filtered query needs the iterative scan, or the index may return fewer
+        # than k rows that pass the filter.
+        scan = "relaxed_order" if iterative else "off"
+        connection.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        connection.execute(f"SET hnsw.iterative_scan = {scan}")
+        self._sessions[connection] = wanted
+
     def on_dimensions(self, driver: Driver, cid: int, dimensions: int, metric: str) -> None:
         statement = create_index_sql(cid, dimensions, metric)
         if statement is not None:
@@ -158,37 +185,44 @@ class PgvectorBackend(NativeBackend):
         distance = sa.cast(_K.embedding, vector_n).op(
             _OPERATORS[collection.metric], return_type=sa.Float
         )(query)
-        # Read-write so that SET LOCAL has a transaction to live in; nothing is written.
-        with self._store.unit(write=True) as driver:
+        filtered = where is not None or user_id is not None
+        ef_search = max(self.ef_search, 4 * int(k))
+        values = {"q": embedding.astype(np.float32), "k": k}
+        # Exact scans need SET LOCAL, so a transaction; ANN queries run in autocommit
+        # (fewer round trips) with the HNSW settings kept per connection.
+        with self._store.unit(write=exact) as driver:
             cid, _ = self._collection_id(driver, collection.name)
-            conditions = self._conditions(cid, where=where, user_id=user_id)
-            # The collection id as a literal: a bound parameter could not prove that
-            # the query falls inside the partial index.
-            conditions[0] = _K.collection_id == sa.literal_column(str(int(cid)))
-            statement = (
-                sa.select(
-                    _K.key,
-                    _K.text,
-                    CHUNKS.c["metadata"],
-                    _K.user_id,
-                    _K.document_id,
-                    distance.label("distance"),
+            key = (cid, dimensions, collection.metric)
+            prepared = None if filtered else self._prepared.get(key)
+            if prepared is None:
+                conditions = self._conditions(cid, where=where, user_id=user_id)
+                # The collection id as a literal: a bound parameter could not prove
+                # that the query falls inside the partial index.
+                conditions[0] = _K.collection_id == sa.literal_column(str(int(cid)))
+                statement = (
+                    sa.select(
+                        _K.key,
+                        _K.text,
+                        CHUNKS.c["metadata"],
+                        _K.user_id,
+                        _K.document_id,
+                        distance.label("distance"),
+                    )
+                    .where(*conditions)
+                    .order_by(sa.text("distance"))
+                    .limit(sa.bindparam("k"))
                 )
-                .where(*conditions)
-                .order_by(sa.text("distance"))
-                .limit(sa.bindparam("k"))
-            )
+                # Compiling costs more than the search itself: unfiltered queries
+                # (the common case) reuse theirs.
+                prepared = driver.prepare(statement)
+                if not filtered:
+                    self._prepared[key] = prepared
             connection = driver.connection
             if exact:
                 connection.execute("SET LOCAL enable_indexscan = off")
             else:
-                ef_search = max(self.ef_search, 4 * int(k))
-                connection.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-                if len(conditions) > 1:
-                    connection.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = driver.run(
-                driver.prepare(statement), {"q": embedding.astype(np.float32), "k": k}
-            )
+                self._configure(connection, ef_search, filtered)
+            rows = driver.run(prepared, values)
         # relaxed_order may return rows slightly out of order.
         rows.sort(key=lambda row: row[5])
         return self.hits(collection.metric, rows)
