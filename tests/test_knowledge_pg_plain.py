@@ -186,3 +186,29 @@ def test_enable_ann_on_sqlite_explains(tmp_path: Any) -> None:
     ):
         store.knowledge.enable_ann()
     assert info.value.hint
+
+
+def test_chunks_move_between_databases_by_export_and_import(
+    plain_postgres_url: str, postgres_backend: Any, tmp_path: Any
+) -> None:
+    # SQLite -> PostgreSQL without pgvector -> PostgreSQL with pgvector: the vectors
+    # arrive exactly and search the same.
+    from arquivo.portability import export_data, import_data
+
+    data = _vectors(5, 30)
+    ids = [f"c{i}" for i in range(30)]
+    urls = [f"sqlite:///{tmp_path / 'a.db'}", plain_postgres_url, postgres_backend.url]
+    with Arquivo.open(urls[0]) as source:
+        source.knowledge.create_collection("docs", dimensions=16)
+        source.knowledge.add("docs", ids, ids=ids, embeddings=data, user_id="ana")
+        export_data(source, tmp_path / "0.jsonl")
+    for step, url in enumerate(urls[1:]):
+        with Arquivo.open(url) as target:
+            import_data(target, tmp_path / f"{step}.jsonl")
+            got = target.knowledge.get("docs", ids)
+            assert np.array_equal(np.array([c.embedding for c in got], dtype=np.float32), data)
+            assert [h.id for h in target.knowledge.query("docs", data[9], k=1)] == ["c9"]
+            export_data(target, tmp_path / f"{step + 1}.jsonl")
+    # Imported collections get their HNSW index from enable-ann.
+    built = run_json("--url", postgres_backend.url, "kb", "enable-ann", "--yes")
+    assert built == {"converted": False, "chunks": 0, "indexes": ["docs"], "dry_run": False}

@@ -183,14 +183,15 @@ def enable_ann(
 ) -> None:
     """Give a PostgreSQL database migrated without pgvector its HNSW indexes.
 
-    Run after installing pgvector on the server. In one transaction the embeddings are
-    converted in place to pgvector's vector type (values kept exactly) and each
-    collection gets an HNSW index; on failure nothing changes. Restart other processes
-    using the database afterwards.
+    Run after installing pgvector on the server (or after `arquivo import` into a
+    database that has it, to build the indexes of the imported collections). In one
+    transaction the embeddings are converted in place to pgvector's vector type (values
+    kept exactly) and each collection gets an HNSW index; on failure nothing changes.
+    Restart other processes using the database afterwards.
     """
     with state(ctx).store() as store:
         plan = store.knowledge.enable_ann(dry_run=True)
-        if dry_run or not plan.converted:
+        if dry_run or not (plan.converted or plan.indexes):
             report = plan
         else:
             if not yes and not typer.confirm(
@@ -209,8 +210,11 @@ def enable_ann(
             }
         )
         return
-    if not report.converted:
-        typer.echo("the embeddings are already pgvector vectors: nothing to do")
+    if not report.converted and not report.indexes:
+        typer.echo("the embeddings are pgvector vectors, every collection indexed: nothing to do")
+    elif not report.converted:
+        verb = "would build" if report.dry_run else "built"
+        typer.echo(f"{verb} the missing HNSW indexes on {', '.join(report.indexes)}")
     elif report.dry_run:
         typer.echo(
             f"would convert {report.chunks} embeddings and index "

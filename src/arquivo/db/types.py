@@ -21,6 +21,7 @@ __all__ = [
     "JSONType",
     "UTCDateTime",
     "Vector",
+    "as_float32",
     "batched",
     "decode_float4_arrays",
     "register_psycopg_vectors",
@@ -228,6 +229,14 @@ class _PgVector(UserDefinedType[Any]):
 pg_ischema_names["vector"] = _PgVector
 
 
+def as_float32(value: Any) -> Any:
+    """A contiguous 1-D float32 array from numbers, or from little-endian float32 bytes
+    (how an export file carries an embedding)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return np.frombuffer(value, dtype="<f4").astype(np.float32)
+    return np.ascontiguousarray(value, dtype=np.float32).reshape(-1)
+
+
 class Float32Array:
     """A float32 vector bound as PostgreSQL ``real[]`` in binary (see :class:`Vector`).
 
@@ -240,8 +249,8 @@ class Float32Array:
     __slots__ = ("values",)
 
     def __init__(self, values: Any) -> None:
-        """Wrap ``values`` (any 1-D sequence of numbers) as float32."""
-        self.values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        """Wrap ``values`` (a 1-D sequence of numbers, or float32 bytes) as float32."""
+        self.values = as_float32(values)
 
 
 _FLOAT4_OID, _FLOAT4_ARRAY_OID = 700, 1021
@@ -323,7 +332,7 @@ class Vector(TypeDecorator[Any]):
         def to_bytes(value: Any) -> bytes | None:
             if value is None:
                 return None
-            return np.ascontiguousarray(value, dtype="<f4").tobytes()
+            return bytes(as_float32(value).astype("<f4", copy=False).tobytes())
 
         return to_bytes
 

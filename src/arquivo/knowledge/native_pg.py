@@ -229,7 +229,8 @@ class PgvectorBackend(NativeBackend):
 
 
 def enable_ann(store: Arquivo, *, dry_run: bool = False) -> AnnReport:
-    """Turn a PostgreSQL database migrated without pgvector into one with HNSW indexes.
+    """Turn a PostgreSQL database migrated without pgvector into one with HNSW indexes
+    (or, where the column is pgvector's already, build the indexes that are missing).
 
     In one transaction: ``CREATE EXTENSION vector``, the ``real[]`` embedding column
     converted in place to ``vector`` (pgvector's own cast; the values are kept
@@ -249,7 +250,16 @@ def enable_ann(store: Arquivo, *, dry_run: bool = False) -> AnnReport:
         )
     with translate_errors(store.dialect), store.engine.begin() as connection:
         if support.has_vector_column(connection):
-            return AnnReport(False, 0, [], dry_run)
+            # Already pgvector: build only the indexes that are missing (collections
+            # that arrived by `arquivo import`, say).
+            missing = [c for c in _indexable(connection) if not _has_index(connection, c[1])]
+            if not dry_run:
+                connection.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+                for _, cid, dimensions, metric in missing:
+                    index = create_index_sql(cid, dimensions, metric)
+                    if index is not None:
+                        connection.exec_driver_sql(index)
+            return AnnReport(False, 0, [name for name, *_ in missing], dry_run)
         chunks = int(
             connection.exec_driver_sql("SELECT count(*) FROM knowledge_chunks").scalar_one()
         )
@@ -278,6 +288,11 @@ def enable_ann(store: Arquivo, *, dry_run: bool = False) -> AnnReport:
     # The next use picks the pgvector backend.
     store.knowledge.close()
     return AnnReport(True, chunks, built, False)
+
+
+def _has_index(connection: Connection, cid: int) -> bool:
+    found = connection.exec_driver_sql(f"SELECT to_regclass('{index_name(cid)}')").scalar()
+    return found is not None
 
 
 def _indexable(connection: Connection) -> list[tuple[str, int, int, str]]:
