@@ -125,6 +125,11 @@ def test_enable_ann_converts_in_place_once_pgvector_exists(
         plan = knowledge.enable_ann(dry_run=True)
         assert (plan.converted, plan.chunks, plan.indexes) == (True, 201, ["docs", "notes"])
 
+    listed = run("--url", plain_postgres_url, "kb", "list")
+    assert listed.returncode == 0
+    note = " ".join(listed.stderr.split())  # rich wraps long lines
+    assert "no pgvector" in note
+    assert "arquivo kb enable-ann" in note
     # The operator installs pgvector in this database (as a superuser).
     admin = urlunsplit(
         urlsplit(postgres_admin_url)._replace(path=urlsplit(plain_postgres_url).path)

@@ -129,6 +129,7 @@ def list_(ctx: typer.Context, json_: JsonOption = False) -> None:
     """List the collections with their width, metric and size."""
     with state(ctx).store() as store:
         rows = [(info, store.knowledge.count(info.name)) for info in store.knowledge.collections()]
+        note = store.knowledge.backend.search_note()
     if json_:
         print_json(
             [
@@ -149,6 +150,8 @@ def list_(ctx: typer.Context, json_: JsonOption = False) -> None:
             info.name, str(count), str(info.dimensions or "-"), info.metric, info.embedder or "-"
         )
     out_console.print(table)
+    if note:
+        err_console.print(f"note: {note}")
 
 
 @app.command("drop")

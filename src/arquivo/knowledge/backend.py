@@ -106,6 +106,11 @@ class VectorBackend(abc.ABC):
     def count_user(self, user_id: str) -> int:
         """How many chunks of ``user_id`` there are, in every collection."""
 
+    def search_note(self) -> str | None:
+        """What an operator should know about how this backend searches, if anything
+        (``arquivo kb list`` shows it)."""
+        return None
+
     def drop_index(self, collection: CollectionInfo) -> bool:
         """Drop the collection's ANN index before a bulk load; return whether there was
         one to drop (backends whose index cannot be suspended return ``False``)."""

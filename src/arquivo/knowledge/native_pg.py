@@ -43,6 +43,11 @@ __all__ = ["PgArrayBackend", "PgvectorBackend", "enable_ann"]
 
 _log = logging.getLogger("arquivo")
 _announced = threading.Event()
+_NO_PGVECTOR = (
+    "this PostgreSQL database has no pgvector: knowledge queries search exactly in numpy "
+    "(fine to ~100k chunks per collection); for HNSW indexes, install pgvector on the "
+    "server, CREATE EXTENSION vector, then run `arquivo kb enable-ann`"
+)
 #: What building an HNSW index may use (per index build; PostgreSQL's default is 64MB,
 #: which makes a 100k x 384 build spill to disk and take minutes).
 BUILD_MEMORY = "512MB"
@@ -95,13 +100,13 @@ class PgArrayBackend(NumpyBackend):
         return decode_float4_arrays(values, width)  # type: ignore[no-any-return]
 
     def announce(self) -> None:
+        # The migration warned already (once); this repeats it only for who logs INFO.
         if not _announced.is_set():
             _announced.set()
-            _log.warning(
-                "this PostgreSQL database has no pgvector: knowledge queries search "
-                "exactly in numpy (fine to ~100k chunks per collection). For an HNSW "
-                "index, install pgvector on the server and run `arquivo kb enable-ann`."
-            )
+            _log.info(_NO_PGVECTOR)
+
+    def search_note(self) -> str | None:
+        return _NO_PGVECTOR
 
 
 class PgvectorBackend(NativeBackend):
@@ -267,7 +272,7 @@ def enable_ann(store: Arquivo, *, dry_run: bool = False) -> AnnReport:
         collections = _indexable(connection)
         if dry_run:
             return AnnReport(True, chunks, [name for name, *_ in collections], True)
-        if not support.enable_vectors(connection):
+        if not support.enable_vectors(connection, warn=False):
             raise ConfigurationError(
                 "cannot create the pgvector extension in this database",
                 hint="install pgvector on the server (https://github.com/pgvector/pgvector) "

@@ -243,11 +243,12 @@ class DialectSupport:
 
     # --- the native vector store ------------------------------------------------------
 
-    def enable_vectors(self, connection: Connection) -> bool:
+    def enable_vectors(self, connection: Connection, *, warn: bool = True) -> bool:
         """Make the native vector type available if the database can have it (a
         migration calls it before making the column); return whether it can.
 
-        ``False`` means embeddings are stored portably and searched exactly.
+        ``False`` means embeddings are stored portably and searched exactly; ``warn``
+        logs why, with the hint to get an ANN index later.
         """
         return False
 

@@ -322,7 +322,7 @@ class PostgresSupport(DialectSupport):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM (ANALYZE)")
 
-    def enable_vectors(self, connection: Connection) -> bool:
+    def enable_vectors(self, connection: Connection, *, warn: bool = True) -> bool:
         installed = connection.execute(
             text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
         ).first()
@@ -332,6 +332,8 @@ class PostgresSupport(DialectSupport):
             text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
         ).first()
         if available is None:
+            if not warn:
+                return False
             _log.warning(
                 "PostgreSQL has no pgvector extension: the knowledge store keeps embeddings "
                 "as real[] and searches exactly (numpy). For an HNSW index, install pgvector "
@@ -344,6 +346,8 @@ class PostgresSupport(DialectSupport):
             with connection.begin_nested():
                 connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         except sa.exc.DBAPIError as exc:
+            if not warn:
+                return False
             _log.warning(
                 "cannot create the pgvector extension (%s): the knowledge store keeps "
                 "embeddings as real[] and searches exactly (numpy). For an HNSW index, a "
