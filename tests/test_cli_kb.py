@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from arquivo import Arquivo, Settings
 from knowledge_support import chroma_server
 from test_cli import run, run_json
 
@@ -70,13 +71,18 @@ def test_the_seeds_chroma_setup(tmp_path: Path, where: str, request: pytest.Fixt
     note.write_text("Ana keeps her bicycle in the garage next to the garden tools.\n")
     added = run_json("kb", "add", "seeded", str(note), "--user", "ana", cwd=tmp_path)
     assert added["documents"][0]["chunks"] == 1
+    settings = Settings.load(**{where.lower(): value})
+    with Arquivo.open(f"sqlite:///{tmp_path / 'rows.db'}", settings=settings) as store:
+        assert store.knowledge.backend.name == "chroma"
+        (hit,) = store.knowledge.query("seeded", "where is the bike?", k=1)
+        assert hit.user_id == "ana"
+        assert "bicycle" in hit.text
+        report = run_json("forget-user", "ana", "--yes", cwd=tmp_path)
+        assert report["rows"]["knowledge (vector store)"] == 1
+        assert store.knowledge.count("seeded") == 0
+        store.knowledge.drop_collection("seeded")  # the session's server is shared
     if where == "CHROMA_DB_PATH":
         assert (tmp_path / "chroma" / "chroma.sqlite3").exists()
-    hits = run_json("kb", "query", "seeded", "where is the bike?", cwd=tmp_path)
-    assert "bicycle" in hits[0]["text"]
-    report = run_json("forget-user", "ana", "--yes", cwd=tmp_path)
-    assert report["rows"]["knowledge (vector store)"] == 1
-    assert run_json("kb", "list", cwd=tmp_path)[0]["chunks"] == 0
     # The rows database holds no chunks: they live in Chroma.
-    assert run_json("--url", f"sqlite:///{tmp_path / 'rows.db'}", "kb", "list") == []
-    run("kb", "drop", "seeded", "--yes", cwd=tmp_path)
+    with Arquivo.open(f"sqlite:///{tmp_path / 'rows.db'}") as native:
+        assert native.knowledge.collections() == []
