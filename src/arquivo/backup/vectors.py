@@ -78,7 +78,10 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 def chroma_folder(settings: Any) -> str | None:
     """The Chroma folder a store's backups include: ``CHROMA_DB_PATH`` when the knowledge
     backend is Chroma's embedded client (not a ``CHROMA_HOST`` server), else ``None``."""
-    if getattr(settings, "knowledge_backend", None) != "chroma" or settings.chroma_host:
+    from arquivo.knowledge.settings import uses_chroma
+
+    # The same choice the store makes (the seeds' CHROMA_DB_PATH alone selects Chroma).
+    if not uses_chroma(settings) or settings.chroma_host:
         return None
     return str(settings.chroma_db_path)
 
