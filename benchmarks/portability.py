@@ -11,7 +11,8 @@ metrics (20%); then, each in a fresh process so its peak memory can be read:
 
 - ``export``: ``arquivo.portability.export_data`` to a ``.jsonl`` file;
 - ``import``: ``import_data`` of that file into an empty database (both passes:
-  validate, then write);
+  validate, then write, a transaction per batch);
+- ``import --atomic``: the same with ``atomic=True`` (one pass, one transaction);
 - ``naive export``: what one writes by hand: the driver's ``fetchall()`` of each table,
   ``json.dumps`` per row (no types handled: timestamps as text via ``default=str``);
 - ``naive import``: ``json.loads`` per line and the driver's ``executemany``.
@@ -131,6 +132,12 @@ def job_import(url: str, path: str) -> tuple[int, Meter]:
     return rows, meter
 
 
+def job_import_atomic(url: str, path: str) -> tuple[int, Meter]:
+    with Arquivo.open(url) as store, Meter() as meter:
+        rows = sum(import_data(store, path, atomic=True).inserted.values())
+    return rows, meter
+
+
 def _raw(url: str) -> Any:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -201,6 +208,7 @@ def job_naive_import(url: str, path: str) -> tuple[int, Meter]:
 JOBS: dict[str, Callable[[str, str], tuple[int, Meter]]] = {
     "export": job_export,
     "import": job_import,
+    "import --atomic": job_import_atomic,
     "naive export": job_naive_export,
     "naive import": job_naive_import,
 }
@@ -257,6 +265,7 @@ def run(
             ("export", source, path),
             ("naive export", source, naive_path),
             ("import", new_url(f"dst{size}"), path),
+            ("import --atomic", new_url(f"atomic{size}"), path),
             ("naive import", new_url(f"naive{size}"), naive_path),
         ):
             rows, seconds, mb = measure(name, url, file)
@@ -266,9 +275,9 @@ def run(
                 f"[{label}] {size:>9} rows {name:<13} {rows / seconds:>10,.0f} rows/s  "
                 f"peak +{mb:6.1f} MB"
             )
-        for step in ("export", "import"):
+        for step in ("export", "import", "import --atomic"):
             speed, mb = figures[step]
-            naive_speed, naive_mb = figures[f"naive {step}"]
+            naive_speed, naive_mb = figures[f"naive {step.split()[0]}"]
             results.append(
                 {
                     "name": f"{step} {label} {size} rows",
