@@ -198,6 +198,34 @@ def test_a_bad_file_names_its_line_and_writes_nothing(
     assert store.preferences.all("u") == {}
 
 
+@pytest.mark.parametrize(
+    ("lines", "line", "fragment"),
+    [
+        ([_header(), _pref(1), _pref(2), "{not json", _end(user_preferences=3)], 4, "not JSON"),
+        ([_header(), _pref(1), _pref(2), _pref(3, id="x"), _end()], 4, "expected an integer"),
+        ([_header(), _pref(1), _pref(2), _end(user_preferences=5)], 4, "end line counts"),
+        ([_header(), _pref(1), _pref(2)], 4, "cut short"),
+    ],
+)
+def test_an_atomic_import_checks_as_it_writes_and_rolls_everything_back(
+    store: Arquivo, tmp_path: Path, lines: list[str], line: int, fragment: str
+) -> None:
+    # One pass: rows before the bad line were already inserted (batches of 1), in the
+    # transaction that the error rolls back.
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationError) as caught:
+        import_data(store, path, atomic=True, batch_size=1)
+    assert fragment in caught.value.message
+    assert f"line {line}:" in caught.value.message
+    assert store.preferences.all("u") == {}
+    good = [_header(), _pref(1), _pref(2), _end(user_preferences=2)]
+    path.write_text("\n".join(good) + "\n")
+    assert import_data(store, path, atomic=True, batch_size=1).inserted["user_preferences"] == 2
+    assert import_data(store, path, atomic=True).skipped["user_preferences"] == 2
+    assert len(store.preferences.all("u")) == 2
+
+
 def test_a_cut_short_gzip_file_is_refused(store: Arquivo, tmp_path: Path) -> None:
     fill(store)
     path = tmp_path / "all.jsonl.gz"
@@ -290,7 +318,9 @@ def test_the_benchmark_runs_and_prints_its_figures() -> None:
     assert names == [
         "export sqlite 300 rows",
         "import sqlite 300 rows",
+        "import --atomic sqlite 300 rows",
         "export sqlite 600 rows",
         "import sqlite 600 rows",
+        "import --atomic sqlite 600 rows",
     ]
     assert all(row["rows_per_s"] > 0 and row["naive_rows_per_s"] > 0 for row in report["results"])

@@ -1,11 +1,14 @@
 """Compressing backup files: zstd when available, else gzip, or none.
 
-Measured on a 118 MB SQLite file of chat messages on the 2-core build machine
-(``benchmarks/backup.py`` repeats this): zstd level 1 compresses at about 134 MB/s to 24%
-of the size and decompresses at about 150 MB/s; zlib level 1 manages 38 MB/s (28%) and
-46 MB/s back; zstd level 3 halves the speed for 2 points of ratio; zstd's worker threads
-only slow it down on a busy 2-core machine. So the default is zstd level 1 in one thread
-(the ``zstandard`` package is a dependency), with gzip level 1 when it is missing.
+Measured on a 300 MB SQLite file of chat messages on the 2-core build machine
+(``benchmarks/backup.py`` repeats this): zstd level 1 costs about 4 CPU-seconds per GB
+(230-290 MB per CPU-second) and compresses to 22% of the size; zlib level 1 is 3x slower
+for a worse ratio; zstd's negative levels and tuned fast parameters gain at most 15% CPU
+for 3-13 points of ratio, so level 1 stays. Compression is most of a backup's time, so it
+runs in zstd's worker threads (one per CPU, up to 4) while this thread reads, hashes and
+writes: with 4 processes writing to the database meanwhile, 2 workers cut the time by a
+quarter to a third over one thread. gzip level 1 is the fallback when ``zstandard`` is
+missing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ CODECS = ("zstd", "gzip", "none")
 _SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 
 Progress = Callable[[int], None]
+
+#: Read block while compressing: a few of zstd's jobs per call keeps its workers busy.
+_COMPRESS_CHUNK = 4 * CHUNK
+
+
+def _zstd_workers() -> int:
+    """zstd worker threads: one per CPU (0, i.e. none, on a single CPU), at most 4."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if not cpus or cpus < 2 else min(cpus, 4)
 
 
 def _zstd() -> Any:
@@ -76,7 +88,8 @@ def compress_file(source: Path, target: Path, codec: str, progress: Progress | N
     suffix(codec)
     with open(source, "rb") as src, open(target, "wb") as dst:
         if codec == "zstd":
-            compressor = _zstd().ZstdCompressor(level=1).compressobj()
+            zstd = _zstd().ZstdCompressor(level=1, threads=_zstd_workers())
+            compressor = zstd.compressobj()
             push: Callable[[bytes], bytes] = compressor.compress
             end: Callable[[], bytes] = compressor.flush
         elif codec == "gzip":
@@ -85,7 +98,7 @@ def compress_file(source: Path, target: Path, codec: str, progress: Progress | N
         else:
             push, end = bytes, bytes
         digest = hashlib.sha256()
-        while block := src.read(CHUNK):
+        while block := src.read(_COMPRESS_CHUNK):
             out = push(block)
             digest.update(out)
             dst.write(out)

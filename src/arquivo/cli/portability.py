@@ -11,6 +11,7 @@ from rich.table import Table
 from arquivo.cli.context import out_console, print_json, state
 from arquivo.cli.progress import table_progress
 from arquivo.portability import export_data, import_data
+from arquivo.portability.importer import DEFAULT_BATCH
 
 __all__ = ["export_command", "forget_user_command", "import_command", "register"]
 
@@ -65,7 +66,7 @@ def import_command(
     ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Rows per INSERT and per transaction.")
-    ] = 2_000,
+    ] = DEFAULT_BATCH,
     json: JsonOption = False,
 ) -> None:
     """Import an export file, keeping ids. Idempotent: rows already present are skipped.

@@ -49,6 +49,7 @@ class Prepared:
         }
         # Parameters needing a processor; a name used several times (a multi-row
         # INSERT's shared timestamp) is processed once.
+        self._binds = binds
         self._processed = [(name, process) for name, process in binds.items() if process]
         # Positional and each name used once: one pass builds the driver's tuple.
         self._single_pass: list[tuple[str, _Processor]] | None = None
@@ -99,6 +100,32 @@ class Prepared:
             return values if isinstance(values, dict) else dict(values)
         return tuple([values[name] for name in self._order])
 
+    def converter(
+        self, before: Mapping[str, Callable[[Any], Any]]
+    ) -> Callable[[Mapping[str, Any]], Sequence[Any] | dict[str, Any]]:
+        """A function like :meth:`parameters` that first runs ``before[name]`` on each
+        non-NULL value of that name, for every bound name of a statement without defaults.
+
+        A bulk load (an import) turns each row into driver parameters in one call per
+        value, instead of a converted copy of the row and then :meth:`parameters`.
+        """
+        if self._defaults or (self._order is not None and self._single_pass is None):
+            # Not needed by any caller: statements with defaults or repeated names.
+            raise ValueError("converter() needs a statement binding each name once")
+        names = list(self._order) if self._order is not None else list(self._binds)
+        plan = [(name, _compose(before.get(name), self._binds[name])) for name in names]
+        if self._order is not None:
+
+            def positional(values: Mapping[str, Any]) -> Sequence[Any]:
+                return tuple([values[n] if f is None else f(values[n]) for n, f in plan])
+
+            return positional
+
+        def named(values: Mapping[str, Any]) -> dict[str, Any]:
+            return {n: values[n] if f is None else f(values[n]) for n, f in plan}
+
+        return named
+
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         """A result row with every column through its type's result processor."""
         assert self._results is not None, "bind_results() runs on the first execution"
@@ -121,6 +148,15 @@ class Prepared:
             many = getattr(process, "many", None)
             columns[index] = many(columns[index]) if many else list(map(process, columns[index]))
         return list(zip(*columns, strict=True))
+
+
+def _compose(before: Callable[[Any], Any] | None, process: _Processor) -> _Processor:
+    """``process(before(value))``, ``before`` skipped for NULL; ``None`` for no work."""
+    if before is None:
+        return process
+    if process is None:
+        return lambda value: None if value is None else before(value)
+    return lambda value: process(None if value is None else before(value))
 
 
 #: Below this many rows, processing row by row is as fast as transposing.

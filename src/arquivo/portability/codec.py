@@ -306,6 +306,10 @@ class TableCodec:
             name: (codec.nullable, codec.expected, codec.max_length, codec.decode)
             for name, codec in self.columns.items()
         }
+        self._specs_undecoded = {
+            name: (nullable, expected, length, None)
+            for name, (nullable, expected, length, _) in self._specs.items()
+        }
         self._fragments = [_fragment_for(column.type) for column in table.columns]
 
     def line_encoder(self) -> Callable[[Any], str]:
@@ -328,6 +332,23 @@ class TableCodec:
 
         return encode
 
+    @property
+    def decoders(self) -> dict[str, Convert]:
+        """The conversions (JSON value -> Python value) of the columns that need one."""
+        return dict(self._loaders)
+
+    def defaults_missing(self, keys: Any) -> list[str]:
+        """The columns with a Python-side default that ``keys`` lacks (a file from an
+        older schema); :meth:`add_defaults` fills them."""
+        return [name for name, _ in self._defaults if name not in keys]
+
+    def add_defaults(self, values: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        """Set the Python-side default of each column in ``names`` (in place)."""
+        for name, default in self._defaults:
+            if name in names:
+                values[name] = default.arg(None) if default.is_callable else default.arg
+        return values
+
     def load(self, values: dict[str, Any]) -> dict[str, Any]:
         """Convert a row already checked by :meth:`validate` (in place, no checks)."""
         for name, decode in self._loaders:
@@ -348,29 +369,40 @@ class TableCodec:
                 values[name] = encode(value)
         return values
 
-    def validate(self, values: dict[str, Any]) -> None:
+    def validate(self, values: dict[str, Any], *, decode: bool = True) -> None:
         """Check a JSON object from a file against the table, converting nothing.
+
+        Args:
+            values: The row, as parsed from the file.
+            decode: Also run each column's decoding (a timestamp's parsing, say) to
+                check it; ``False`` when the caller decodes the row right after anyway
+                and calls this again (with ``decode``) to name a value that fails.
 
         Raises:
             DecodeError: An unknown column, a missing key column, or a bad value.
         """
-        specs = self._specs
+        specs = self._specs if decode else self._specs_undecoded
         for name, value in values.items():
-            spec = specs.get(name)
-            if spec is None:
-                raise DecodeError(f"the table {self.table.name} has no column {name!r}")
+            try:
+                nullable, expected, max_length, convert = specs[name]
+            except KeyError:
+                raise DecodeError(f"the table {self.table.name} has no column {name!r}") from None
             if value is None:
-                if not spec[0]:
+                if not nullable:
                     raise DecodeError(f"column {name}: must not be null")
                 continue
-            _, expected, max_length, decode = spec
-            if expected is not None and not isinstance(value, expected):
+            # The exact-type test first: almost every value passes it, and it is cheap.
+            if (
+                expected is not None
+                and type(value) is not expected
+                and not isinstance(value, expected)
+            ):
                 raise DecodeError(f"column {name}: expected {expected.__name__}, got {value!r}")
             if max_length is not None and len(value) > max_length:
                 raise DecodeError(f"column {name}: longer than {max_length} characters")
-            if decode is not None:
+            if convert is not None:
                 try:
-                    decode(value)
+                    convert(value)
                 except DecodeError as exc:
                     raise DecodeError(f"column {name}: {exc}") from None
         for name in self.primary_key:

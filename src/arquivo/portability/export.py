@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
 from arquivo.db import migrate
-from arquivo.db.dialects import get_dialect, translate_errors
+from arquivo.db.dialects import DialectSupport, get_dialect, translate_errors
+from arquivo.db.fastpath import Prepared
 from arquivo.errors import ValidationError
 from arquivo.portability.codec import TableCodec, is_json
 from arquivo.portability.fileformat import (
@@ -112,7 +113,7 @@ def export_data(
         with atomic_text_file(path) as out:
             out.write(_dumps(header) + "\n")
             for table, where in selected:
-                counts[table.name] = _export_table(connection, table, where, out, progress)
+                counts[table.name] = _export_table(connection, support, table, where, out, progress)
             out.write(_dumps({"end": True, "rows": counts}) + "\n")
     return ExportReport(
         path=path,
@@ -128,6 +129,7 @@ def export_data(
 
 def _export_table(
     connection: Connection,
+    support: DialectSupport,
     table: Table,
     where: Any,
     out: Any,
@@ -151,10 +153,16 @@ def _export_table(
         query = query.where(where)
     encode = TableCodec(table).line_encoder()
     done = 0
-    # stream_results: a server-side cursor on PostgreSQL; SQLite's cursor streams anyway.
-    result = connection.execution_options(stream_results=True, yield_per=_BATCH).execute(query)
+    # The rows are read on the driver's own cursor (in this transaction's snapshot) and
+    # processed a column at a time: SQLAlchemy's result rows cost a third of an export.
+    prepared = Prepared(query, connection.dialect)
+    cursor = support.streaming_cursor(connection.connection.driver_connection)
     try:
-        for rows in result.partitions():
+        cursor.execute(prepared.sql, prepared.parameters({}))
+        prepared.bind_results(cursor.description)
+        while rows := cursor.fetchmany(_BATCH):
+            if not prepared.passthrough:
+                rows = prepared.rows(rows)
             out.write("".join([encode(row) for row in rows]))
             done += len(rows)
             if progress is not None:
@@ -164,4 +172,6 @@ def _export_table(
             f"a value in {table.name} cannot be written as JSON: {exc}",
             hint="a row holds a value Arquivo cannot export; report it",
         ) from exc
+    finally:
+        cursor.close()
     return done

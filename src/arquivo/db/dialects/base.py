@@ -104,6 +104,11 @@ class DialectSupport:
         """The base exception classes of the DB-API driver."""
         return ()
 
+    def streaming_cursor(self, connection: Any) -> Any:
+        """A cursor of a raw DB-API connection that fetches a large result in parts
+        (SQLite's cursors step through rows anyway)."""
+        return connection.cursor()
+
     def begin_driver(self, connection: Any, *, write: bool, single: bool = False) -> None:
         """Start a transaction on a raw DB-API connection from the hot-path pool.
 

@@ -153,6 +153,11 @@ class PostgresSupport(DialectSupport):
 
         return (psycopg.Error,)
 
+    def streaming_cursor(self, connection: Any) -> Any:
+        # A named cursor is a server-side one: rows come in fetchmany()-sized parts
+        # instead of the whole result at once. It lives in the current transaction.
+        return connection.cursor(name=f"arquivo_stream_{id(connection):x}")
+
     def begin_driver(self, connection: Any, *, write: bool, single: bool = False) -> None:
         # Reads, and writes of one statement, in autocommit: no BEGIN/COMMIT round trips
         # around it. A lone INSERT is its own transaction, committed (and flushed to the
