@@ -7,6 +7,7 @@ Behaviour that differs is keyed on the backend's capability flags, never copied.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -297,6 +298,36 @@ def test_native_cache_sees_other_writers(backend: Backend) -> None:
         with first.engine.begin() as connection:
             connection.exec_driver_sql("DELETE FROM knowledge_chunks WHERE key = 'b'")
         assert [h.id for h in second.knowledge.query("docs", _unit(0, 1, 0), k=5)] == ["a"]
+
+
+@pytest.mark.parametrize("name", ["chroma-local", "chroma-server"])
+def test_chroma_follows_a_collection_recreated_by_another_client(
+    request: pytest.FixtureRequest, tmp_path: Any, name: str
+) -> None:
+    # The backend keeps collection handles; another client dropping and recreating the
+    # collection must not leave this one answering from (or failing on) the old one.
+    first_stores = open_knowledge_store(request, name, tmp_path)
+    second_stores = open_knowledge_store(request, name, tmp_path)
+    first, second = next(first_stores), next(second_stores)
+    try:
+        first.knowledge.create_collection("docs", dimensions=3)
+        first.knowledge.add("docs", ["old"], ids=["old"], embeddings=[_unit(1, 0, 0)])
+        assert [h.id for h in second.knowledge.query("docs", _unit(1, 0, 0))] == ["old"]
+        first.knowledge.drop_collection("docs")
+        first.knowledge.create_collection("docs", dimensions=3)
+        first.knowledge.add("docs", ["new"], ids=["new"], embeddings=[_unit(0, 1, 0)])
+        assert [h.id for h in second.knowledge.query("docs", _unit(1, 0, 0))] == ["new"]
+        second.knowledge.add("docs", ["more"], ids=["more"], embeddings=[_unit(0, 0, 1)])
+        assert first.knowledge.count("docs") == 2
+        first.knowledge.drop_collection("docs")
+        with pytest.raises(NotFoundError):
+            second.knowledge.query("docs", _unit(1, 0, 0))
+        with pytest.raises(NotFoundError):
+            second.knowledge.add("docs", ["x"], ids=["x"], embeddings=[_unit(0, 0, 1)])
+    finally:
+        for stores in (second_stores, first_stores):
+            with contextlib.suppress(StopIteration):
+                next(stores)
 
 
 def test_models_and_migrations_agree_with_collections_present(store: Arquivo) -> None:

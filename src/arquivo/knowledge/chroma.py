@@ -12,10 +12,10 @@ are deleted, then its new ones added, as two Chroma calls.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -34,6 +34,8 @@ from arquivo.knowledge.filters import RESERVED_PREFIX, Filter, to_chroma
 from arquivo.knowledge.values import Chunk, CollectionInfo, Hit, Record
 
 __all__ = ["ChromaBackend", "folder_lock"]
+
+_T = TypeVar("_T")
 
 _USER = f"{RESERVED_PREFIX}_user"
 _DOCUMENT = f"{RESERVED_PREFIX}_document"
@@ -82,6 +84,10 @@ class ChromaBackend(VectorBackend):
         self._client = client
         self._lock = folder_lock(folder) if folder is not None else threading.RLock()
         self._widths: dict[str, int] = {}
+        # Looking a collection up by name lists every collection and then fetches one:
+        # ~1.5 ms, more than a top-10 search of 30k vectors. Handles are kept per name
+        # and checked by use instead (see _on).
+        self._handles: dict[str, Any] = {}
 
     @classmethod
     def from_settings(cls, *, host: str | None, path: str) -> ChromaBackend:
@@ -142,10 +148,33 @@ class ChromaBackend(VectorBackend):
             raise DatabaseUnavailableError(f"Chroma failed to {what}: {name}: {exc}") from exc
 
     def _collection(self, name: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is not None:
+            return handle
         with self._calls("open the collection"):
             if name not in self._names():
                 raise _not_found(name)
-            return self._client.get_collection(name, embedding_function=None)
+            handle = self._client.get_collection(name, embedding_function=None)
+        self._handles[name] = handle
+        return handle
+
+    def _on(self, name: str, what: str, action: Callable[[Any], _T]) -> _T:
+        """``action(collection)``, once more on a fresh handle if the kept one is stale.
+
+        A handle names the collection by its id, so when another client drops and
+        recreates the collection, Chroma answers that the old id does not exist. Every
+        call fails that way before changing anything, so running it again is safe.
+        """
+        handle = self._collection(name)
+        try:
+            with self._calls(what):
+                return action(handle)
+        except NotFoundError:
+            if self._handles.get(name) is not handle:
+                raise
+            self._handles.pop(name, None)
+        with self._calls(what):
+            return action(self._collection(name))
 
     def _names(self) -> list[str]:
         return [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
@@ -177,7 +206,9 @@ class ChromaBackend(VectorBackend):
                     f"the knowledge collection {name!r} already exists",
                     hint="use it, or drop it first with store.knowledge.drop_collection()",
                 )
-            self._client.create_collection(name, metadata=meta, embedding_function=None)
+            self._handles[name] = self._client.create_collection(
+                name, metadata=meta, embedding_function=None
+            )
         return CollectionInfo(name, dimensions, metric, embedder)
 
     def get_collection(self, name: str) -> CollectionInfo:
@@ -194,6 +225,7 @@ class ChromaBackend(VectorBackend):
         with self._lock, self._calls("drop the collection"):
             if name not in self._names():
                 raise _not_found(name)
+            self._handles.pop(name, None)
             self._client.delete_collection(name)
             self._widths.pop(name, None)
 
@@ -209,7 +241,7 @@ class ChromaBackend(VectorBackend):
                 f"{collection.name!r} has {info.dimensions}",
                 hint="embed with the collection's model, or use another collection",
             )
-        with self._lock, self._calls("store the chunks"):
+        def write(target: Any) -> None:
             if replace_document is not None:
                 target.delete(where={_DOCUMENT: replace_document})
             step = max(1, int(self._client.get_max_batch_size()))
@@ -227,6 +259,9 @@ class ChromaBackend(VectorBackend):
                     documents=[r.text for r in batch],
                     metadatas=[self._metadata(r) for r in batch],
                 )
+
+        with self._lock:
+            self._on(collection.name, "store the chunks", write)
         if width is not None:
             self._widths[collection.name] = width
 
@@ -253,21 +288,26 @@ class ChromaBackend(VectorBackend):
         where: Filter | None = None,
         document_id: str | None = None,
     ) -> int:
-        target = self._collection(collection.name)
         extra = {_DOCUMENT: document_id} if document_id is not None else {}
         condition = to_chroma(where, extra)
-        with self._lock, self._calls("delete chunks"):
+
+        def remove(target: Any) -> int:
             found = target.get(ids=ids, where=condition, include=[])["ids"]
             if found:
                 target.delete(ids=found)
-        return len(found)
+            return len(found)
+
+        with self._lock:
+            return self._on(collection.name, "delete chunks", remove)
 
     def get(self, collection: CollectionInfo, ids: list[str]) -> list[Chunk]:
-        target = self._collection(collection.name)
         if not ids:
             return []
-        with self._calls("read chunks"):
-            got = target.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        got = self._on(
+            collection.name,
+            "read chunks",
+            lambda target: target.get(ids=ids, include=["documents", "metadatas", "embeddings"]),
+        )
         found = {}
         for key, text, meta, vector in zip(
             got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True
@@ -277,9 +317,7 @@ class ChromaBackend(VectorBackend):
         return [found[i] for i in ids if i in found]
 
     def count(self, collection: CollectionInfo) -> int:
-        target = self._collection(collection.name)
-        with self._calls("count chunks"):
-            return int(target.count())
+        return self._on(collection.name, "count chunks", lambda target: int(target.count()))
 
     def query(
         self,
@@ -291,18 +329,19 @@ class ChromaBackend(VectorBackend):
         user_id: str | None,
         exact: bool,
     ) -> list[Hit]:
-        target = self._collection(collection.name)
         condition = to_chroma(where, {_USER: user_id} if user_id is not None else None)
-        with self._calls("query"):
-            total = int(target.count())
-            if total == 0:
-                return []
-            got = target.query(
+        # Chroma answers fewer than n_results when the collection holds fewer chunks;
+        # counting first would cost as much as the search.
+        got = self._on(
+            collection.name,
+            "query",
+            lambda target: target.query(
                 query_embeddings=[embedding.astype(np.float32)],
-                n_results=min(k, total),
+                n_results=k,
                 where=condition,
                 include=["documents", "metadatas", "distances"],
-            )
+            ),
+        )
         hits = []
         for key, text, meta, raw in zip(
             got["ids"][0],
@@ -348,6 +387,7 @@ class ChromaBackend(VectorBackend):
 
     def close(self) -> None:
         self._widths.clear()
+        self._handles.clear()
         # Release the folder's files (a restore replaces them); chromadb < 1.1 has no close.
         close = getattr(self._client, "close", None)
         if close is not None:
