@@ -1,0 +1,215 @@
+"""SQLite backups read the database file held still (one pass), and the paths around it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from arquivo import Arquivo
+from arquivo.backup import Backups
+from arquivo.backup import codec as codecs
+from arquivo.backup.manifest import BackupInfo
+from arquivo.backup.sqlite_frozen import frozen
+
+pytestmark = pytest.mark.sqlite_only
+
+
+def _store_with(path: Path, messages: int) -> None:
+    with Arquivo.open(f"sqlite:///{path}") as store:
+        for i in range(messages):
+            store.conversations.append("u1", "s1", "user", f"message {i} " + "x" * 200)
+
+
+def _append(path: Path, count: int, start: int = 0) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as writer:
+        writer.execute("PRAGMA busy_timeout = 5000")
+        for i in range(start, start + count):
+            writer.execute(
+                "INSERT INTO conversation_history (user_id, session_id, role, content, created_at)"
+                " VALUES ('u1', 's1', 'user', ?, '2026-11-26 01:00:00')",
+                (f"later {i} " + "y" * 200,),
+            )
+
+
+def _held_bytes(fd: int, size: int) -> str:
+    return hashlib.sha256(os.pread(fd, size, 0)).hexdigest()
+
+
+def _messages(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        return int(check.execute("SELECT count(*) FROM conversation_history").fetchone()[0])
+
+
+def test_the_held_file_stays_the_snapshot_while_writers_commit_and_checkpoint(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 50)
+    _append(db, 30)  # frames in the WAL, to be folded in when the file is held
+    with frozen(db) as held:
+        assert held is not None
+        before = _held_bytes(held.fd, held.size)
+        # Enough commits for auto-checkpoints, plus explicit ones: none may touch the file.
+        _append(db, 3000, start=100)
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
+            other.execute("PRAGMA busy_timeout = 100")
+            _busy, log, folded = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert log > 0
+            assert folded < log
+        assert _held_bytes(held.fd, held.size) == before
+        seen = held.connection.execute("SELECT count(*) FROM conversation_history").fetchone()
+        assert seen[0] == 80
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(os.pread(held.fd, held.size, 0))
+    with contextlib.closing(sqlite3.connect(copy)) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert _messages(copy) == 80
+    assert _messages(db) == 3080
+
+
+def _create(db: Path, folder: Path, codec: str | None = None) -> tuple[BackupInfo, list[str]]:
+    stages: list[str] = []
+    with Arquivo.open(f"sqlite:///{db}") as store:
+        info = Backups(store.engine, folder).create(
+            codec=codec, progress=lambda done, total, what: stages.append(what)
+        )
+    return info, stages
+
+
+def _restores(info: BackupInfo, folder: Path, target: Path, messages: int) -> None:
+    report = Backups(None, folder).verify(info.id)
+    assert report.ok, report.problems
+    assert report.restored
+    Backups(None, folder).restore(info.id, to=f"sqlite:///{target}")
+    assert _messages(target) == messages
+
+
+def test_an_older_reader_sends_the_backup_through_the_backup_api(tmp_path: Path) -> None:
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 20)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as old_reader:
+        old_reader.execute("BEGIN")
+        old_reader.execute("SELECT count(*) FROM conversation_history").fetchone()
+        _append(db, 40)  # frames the old reader keeps from being folded in
+        with frozen(db) as held:
+            assert held is None
+        info, stages = _create(db, tmp_path / "backups")
+        old_reader.execute("COMMIT")
+    assert "copying pages" in stages
+    assert info.tables["conversation_history"] == 60
+    _restores(info, tmp_path / "backups", tmp_path / "restored.db", 60)
+
+
+def test_a_rollback_journal_database_is_read_held_by_its_shared_lock(tmp_path: Path) -> None:
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 25)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as switch:
+        assert switch.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    with frozen(db) as held:
+        assert held is not None
+        blocked = contextlib.closing(sqlite3.connect(db, timeout=0.1))
+        with blocked as writer, pytest.raises(sqlite3.OperationalError, match="locked"):
+            writer.execute(
+                "INSERT INTO conversation_history (user_id, session_id, role, content,"
+                " created_at) VALUES ('u1', 's1', 'user', 'late', '2026-11-26 01:00:00')"
+            )
+            writer.commit()
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(os.pread(held.fd, held.size, 0))
+    assert _messages(copy) == 25
+
+
+@pytest.mark.parametrize("codec", codecs.CODECS)
+def test_each_codec_backs_up_in_one_pass_and_restores(tmp_path: Path, codec: str) -> None:
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 40)
+    _append(db, 500)
+    info, stages = _create(db, tmp_path / "backups", codec=codec)
+    assert "copying pages" not in stages
+    assert "compressing" in stages
+    component = info.components[0]
+    assert component.codec == codec
+    assert component.files[0].path == "database.sqlite" + codecs.suffix(codec)
+    assert component.raw_size_bytes == db.stat().st_size
+    assert info.tables["conversation_history"] == 540
+    _restores(info, tmp_path / "backups", tmp_path / "restored.db", 540)
+
+
+def test_the_default_codec_is_lz4() -> None:
+    assert codecs.default_codec() == "lz4"
+
+
+def test_a_damaged_lz4_backup_fails_verify(tmp_path: Path) -> None:
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 200)
+    info, _ = _create(db, tmp_path / "backups", codec="lz4")
+    packed = info.path / info.components[0].files[0].path
+    data = bytearray(packed.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = os.urandom(64)
+    packed.write_bytes(bytes(data))
+    report = Backups(None, tmp_path / "backups").verify(info.id)
+    assert not report.ok
+    assert any("sha256" in p.lower() or "checksum" in p.lower() for p in report.problems)
+
+
+_LOCK_PROBE = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+try:
+    print(connection.execute("PRAGMA journal_mode=DELETE").fetchone()[0])
+except sqlite3.OperationalError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_backup_keeps_the_locks_of_the_process_own_connections(tmp_path: Path) -> None:
+    # POSIX locks are per process: closing any descriptor of the file would drop the
+    # locks of this process's other connections, and another process could then take
+    # the database out of WAL mode under them.
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 10)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as held:
+        held.execute("BEGIN")
+        held.execute("SELECT count(*) FROM conversation_history").fetchone()
+        with Arquivo.open(f"sqlite:///{db}") as store:
+            for _ in range(2):
+                info = Backups(store.engine, tmp_path / "backups").create()
+                assert info.tables["conversation_history"] == 10
+        probe = subprocess.run(
+            [sys.executable, "-c", _LOCK_PROBE, str(db)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert probe.stdout.startswith("refused"), probe.stdout
+        held.execute("COMMIT")
+        assert held.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_long_write_transaction_sends_the_backup_through_the_backup_api(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 10)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as writing:
+        writing.execute("BEGIN IMMEDIATE")
+        writing.execute("DELETE FROM conversation_history")
+        stages: list[str] = []
+        plain = sa.create_engine(f"sqlite:///{db}")
+        try:
+            info = Backups(plain, tmp_path / "backups").create(
+                progress=lambda done, total, what: stages.append(what)
+            )
+        finally:
+            plain.dispose()
+        writing.execute("ROLLBACK")
+    assert "copying pages" in stages
+    assert info.tables["conversation_history"] == 10
