@@ -170,11 +170,14 @@ class Stages:
         return time.perf_counter() - self.started
 
 
+CODEC: str | None = None
+
+
 def timed_create(url: str, folder: Path) -> tuple[float, dict[str, float]]:
     """Seconds of one ``backups.create()`` and of each of its stages."""
     with Arquivo.open(url) as store:
         stages = Stages()
-        Backups(store.engine, folder).create(progress=stages)
+        Backups(store.engine, folder).create(codec=CODEC, progress=stages)
         return stages.finish(), stages.seconds
 
 
@@ -393,7 +396,10 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4, help="processes writing during B3")
     parser.add_argument("--postgres", help="a PostgreSQL URL, or auto (embedded server)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--codec", help="compression of our backups (default: the default)")
     args = parser.parse_args()
+    global CODEC
+    CODEC = args.codec
     work = Path(tempfile.mkdtemp(prefix="arquivo-bench-backup-"))
     try:
         results = sqlite_figures(args.size_mb, args.rounds, args.writers, work)

@@ -1,37 +1,44 @@
-"""Compressing backup files: zstd when available, else gzip, or none.
+"""Compressing backup files: lz4 by default, or zstd, gzip, none.
 
-Measured on a 300 MB SQLite file of chat messages on the 2-core build machine
-(``benchmarks/backup.py`` repeats this): zstd level 1 costs about 4 CPU-seconds per GB
-(230-290 MB per CPU-second) and compresses to 22% of the size; zlib level 1 is 3x slower
-for a worse ratio; zstd's negative levels and tuned fast parameters gain at most 15% CPU
-for 3-13 points of ratio, so level 1 stays. Compression is most of a backup's time, so it
-runs in zstd's worker threads (one per CPU, up to 4) while this thread reads, hashes and
-writes: with 4 processes writing to the database meanwhile, 2 workers cut the time by a
-quarter to a third over one thread. gzip level 1 is the fallback when ``zstandard`` is
-missing.
+Measured on SQLite files of chat messages on the 2-core build machine
+(``benchmarks/backup.py --codec ...`` repeats this): zstd level 1 costs about 4
+CPU-seconds per GB and compresses to 22% of the size; lz4 (its fastest level) costs
+about 1.9 and compresses to 40%; zlib level 1 is 3x slower than zstd for a worse ratio;
+zstd's negative levels gain nothing on this data. Compression is most of a backup's
+time, and a backup of a live database competes for the CPU with its writers: with 4
+processes appending, a 200 MB backup took 1.1 s with lz4 against 1.8-3.0 s with zstd.
+So lz4 is the default (``zstd`` when a backup should be small). Both spread the work:
+zstd over its worker threads, lz4 over a thread pool that compresses one frame per
+block (concatenated frames are one valid lz4 stream), while the calling thread reads,
+hashes what is written and writes. gzip level 1 is the fallback when neither package is
+installed. The codec is recorded in each backup's manifest, so old backups restore.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
+import importlib
 import os
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from arquivo.backup.files import CHUNK
 from arquivo.errors import MissingDependencyError, ValidationError
 
-__all__ = ["CODECS", "compress_file", "decompress_file", "default_codec", "suffix"]
+__all__ = ["CODECS", "Packer", "compress_file", "decompress_file", "default_codec", "suffix"]
 
-CODECS = ("zstd", "gzip", "none")
-_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+CODECS = ("zstd", "lz4", "gzip", "none")
+_SUFFIX = {"zstd": ".zst", "lz4": ".lz4", "gzip": ".gz", "none": ""}
 
 Progress = Callable[[int], None]
 
 #: Read block while compressing: a few of zstd's jobs per call keeps its workers busy.
-_COMPRESS_CHUNK = 4 * CHUNK
+COMPRESS_CHUNK = 4 * CHUNK
 
 
 def _zstd_workers() -> int:
@@ -51,13 +58,26 @@ def _zstd() -> Any:
     return zstandard
 
 
-def default_codec() -> str:
-    """``zstd`` when the ``zstandard`` package is installed, else ``gzip``."""
+def _lz4() -> Any:
     try:
-        import zstandard  # noqa: F401
-    except ImportError:
-        return "gzip"
-    return "zstd"
+        import lz4.frame
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "this backup is compressed with lz4 and the lz4 package is missing",
+            hint="pip install lz4",
+        ) from exc
+    return lz4.frame
+
+
+def default_codec() -> str:
+    """``lz4`` when its package is installed, else ``zstd``, else ``gzip``."""
+    for codec, module in (("lz4", "lz4.frame"), ("zstd", "zstandard")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        return codec
+    return "gzip"
 
 
 def suffix(codec: str) -> str:
@@ -74,6 +94,72 @@ def suffix(codec: str) -> str:
         ) from None
 
 
+class Packer:
+    """Compresses blocks into a file as they come, hashing what is written on the way.
+
+    Args:
+        target: The file to create.
+        codec: ``zstd``, ``gzip`` or ``none``.
+    """
+
+    def __init__(self, target: Path, codec: str) -> None:
+        suffix(codec)
+        self._push: Callable[[bytes], bytes]
+        self._end: Callable[[], bytes]
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = 0
+        self._pending: collections.deque[Future[bytes]] = collections.deque()
+        if codec == "zstd":
+            zstd = _zstd().ZstdCompressor(level=1, threads=_zstd_workers())
+            compressor = zstd.compressobj()
+            self._push, self._end = compressor.compress, compressor.flush
+        elif codec == "lz4":
+            # One frame per block, compressed by a pool (lz4 lets go of the GIL) and
+            # written in order: concatenated frames are one valid lz4 stream.
+            frame = _lz4()
+            self._push = functools.partial(frame.compress, compression_level=0)
+            self._end = bytes
+            self._workers = max(1, _zstd_workers())
+            self._pool = ThreadPoolExecutor(self._workers, "arquivo-lz4")
+        elif codec == "gzip":
+            deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
+            self._push, self._end = deflate.compress, deflate.flush
+        else:
+            self._push, self._end = bytes, bytes
+        self._digest = hashlib.sha256()
+        self._file: BinaryIO = open(target, "wb")  # noqa: SIM115 (closed by finish/close)
+
+    def write(self, block: bytes) -> None:
+        """Compress and write one block."""
+        if self._pool is None:
+            self._out(self._push(block))
+            return
+        self._pending.append(self._pool.submit(self._push, block))
+        while len(self._pending) > 2 * self._workers:
+            self._out(self._pending.popleft().result())
+
+    def _out(self, data: bytes) -> None:
+        if data:
+            self._digest.update(data)
+            self._file.write(data)
+
+    def finish(self) -> str:
+        """Write the end of the stream, flush the file to disk, close it; the hex SHA-256."""
+        while self._pending:
+            self._out(self._pending.popleft().result())
+        self._out(self._end())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.close()
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        """Close the file (unfinished, after an error) and stop the workers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._file.close()
+
+
 def compress_file(source: Path, target: Path, codec: str, progress: Progress | None = None) -> str:
     """Write ``source`` compressed with ``codec`` into ``target`` and flush it to disk.
 
@@ -85,31 +171,17 @@ def compress_file(source: Path, target: Path, codec: str, progress: Progress | N
         codec: ``zstd``, ``gzip`` or ``none``.
         progress: Called with the number of source bytes consumed by each block.
     """
-    suffix(codec)
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        if codec == "zstd":
-            zstd = _zstd().ZstdCompressor(level=1, threads=_zstd_workers())
-            compressor = zstd.compressobj()
-            push: Callable[[bytes], bytes] = compressor.compress
-            end: Callable[[], bytes] = compressor.flush
-        elif codec == "gzip":
-            deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
-            push, end = deflate.compress, deflate.flush
-        else:
-            push, end = bytes, bytes
-        digest = hashlib.sha256()
-        while block := src.read(_COMPRESS_CHUNK):
-            out = push(block)
-            digest.update(out)
-            dst.write(out)
-            if progress is not None:
-                progress(len(block))
-        out = end()
-        digest.update(out)
-        dst.write(out)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return digest.hexdigest()
+    packer = Packer(target, codec)
+    try:
+        with open(source, "rb") as src:
+            while block := src.read(COMPRESS_CHUNK):
+                packer.write(block)
+                if progress is not None:
+                    progress(len(block))
+    except BaseException:
+        packer.close()
+        raise
+    return packer.finish()
 
 
 def decompress_file(
@@ -129,6 +201,10 @@ def decompress_file(
             decompressor = zstd.ZstdDecompressor().decompressobj()
             pull: Callable[[bytes], bytes] = decompressor.decompress
             bad_data = (*bad_data, zstd.ZstdError)
+        elif codec == "lz4":
+            frames = _Lz4Frames(_lz4())
+            pull = frames.decompress
+            bad_data = (*bad_data, RuntimeError)
         elif codec == "gzip":
             inflate = zlib.decompressobj(31)
             pull = inflate.decompress
@@ -146,3 +222,21 @@ def decompress_file(
             ) from exc
         dst.flush()
         os.fsync(dst.fileno())
+
+
+class _Lz4Frames:
+    """Decompresses a run of concatenated lz4 frames (one per compressed block)."""
+
+    def __init__(self, frame: Any) -> None:
+        self._frame = frame
+        self._current = frame.LZ4FrameDecompressor()
+
+    def decompress(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            out.append(self._current.decompress(data))
+            if not self._current.eof:
+                break
+            data = self._current.unused_data
+            self._current = self._frame.LZ4FrameDecompressor()
+        return b"".join(out)

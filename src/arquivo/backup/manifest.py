@@ -80,7 +80,7 @@ class ComponentRecord:
         kind: How it was made, which says how to restore it: ``sqlite`` (an online-backup
             snapshot), ``pg_dump`` (custom format), ``json``...
         files: Its files, with sizes and checksums.
-        codec: The compression of its files: ``zstd``, ``gzip`` or ``none``.
+        codec: The compression of its files: ``lz4``, ``zstd``, ``gzip`` or ``none``.
         raw_size_bytes: Its size before compression.
         details: Kind-specific facts (tool versions, source paths...).
     """

@@ -146,8 +146,8 @@ class Backups:
 
         Args:
             label: A note kept in the manifest (``nightly``, ``before upgrade``...).
-            codec: ``zstd``, ``gzip`` or ``none`` (SQLite only; default: zstd when the
-                ``zstandard`` package is installed, else gzip).
+            codec: ``lz4``, ``zstd``, ``gzip`` or ``none`` (SQLite and the Chroma folder;
+                default: lz4 when its package is installed, else zstd, else gzip).
             progress: Called as work advances (the CLI draws a progress bar).
 
         Raises:

@@ -143,7 +143,7 @@ def create(
         str | None,
         typer.Option(
             "--compress",
-            help=f"SQLite compression: {', '.join(codecs.CODECS)} (default zstd if installed).",
+            help=f"SQLite compression: {', '.join(codecs.CODECS)} (default lz4; zstd is smaller).",
             show_default=False,
         ),
     ] = None,

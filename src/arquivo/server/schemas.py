@@ -271,8 +271,8 @@ class BackupIn(_In):
     """A backup to take now."""
 
     label: str = Field(default="", max_length=500, description="A note kept in the manifest.")
-    codec: Literal["zstd", "gzip", "none"] | None = Field(
-        default=None, description="SQLite only; default zstd when installed, else gzip."
+    codec: Literal["lz4", "zstd", "gzip", "none"] | None = Field(
+        default=None, description="SQLite only; default lz4 when installed, else zstd, gzip."
     )
 
 
