@@ -54,9 +54,13 @@ def _install_chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """A headless Debian Chromium under Playwright (installed first if needed)."""
+    """A headless Debian Chromium under Playwright (installed first if needed).
+
+    Module-scoped: Playwright's sync API runs an event loop on this thread while it is
+    open, and a later test calling ``asyncio.run()`` would find it running.
+    """
     problem = None if CHROMIUM.exists() else _install_chromium()
     try:
         from playwright.sync_api import sync_playwright
@@ -173,3 +177,4 @@ def test_a_person_approves_in_the_browser_and_the_waiting_agent_wakes(
     finally:
         context.close()
         agent.kill()
+
