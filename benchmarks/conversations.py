@@ -127,8 +127,9 @@ class RawPostgres:
 
     def __init__(self, con: psycopg.Connection[Any]) -> None:
         self.con = con
-        con.execute(RAW_DDL.format(pk="bigserial PRIMARY KEY", json="jsonb", ts="timestamptz",
-                                   now="now()"))
+        con.execute(
+            RAW_DDL.format(pk="bigserial PRIMARY KEY", json="jsonb", ts="timestamptz", now="now()")
+        )
         con.execute(RAW_INDEX)
         self.insert, self.select = RAW_INSERT.replace("?", "%s"), RAW_HISTORY.replace("?", "%s")
 
@@ -269,7 +270,10 @@ class Row:
 
 
 CHECKS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, "<": operator.lt, "==": operator.eq,
+    ">=": operator.ge,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
 }
 
 
@@ -350,8 +354,9 @@ def conversation_rows(user: str, n_sessions: int, start: datetime) -> Iterator[t
         yield (user, f"w3-{i % n_sessions}", ROLES[i // n_sessions % 2], CONTENT, created)
 
 
-def history_medians(targets: Sequence[tuple[Target, int]], calls: int,
-                    rng: random.Random) -> list[float]:
+def history_medians(
+    targets: Sequence[tuple[Target, int]], calls: int, rng: random.Random
+) -> list[float]:
     """Median µs of ``history`` on each target, on random sessions of its database."""
     times: list[list[float]] = [[] for _ in targets]
     for k in range(calls // 10 + calls):  # the first tenth warms caches up, untimed
@@ -368,16 +373,19 @@ def history_medians(targets: Sequence[tuple[Target, int]], calls: int,
     return [statistics.median(spent) * 1e6 for spent in times]
 
 
-def w3(backend: Backend, sizes: tuple[int, int], calls: int, user: str,
-       rng: random.Random) -> list[Row]:
+def w3(
+    backend: Backend, sizes: tuple[int, int], calls: int, user: str, rng: random.Random
+) -> list[Row]:
     start = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=60)
     targets: list[tuple[Target, int]] = []
     try:
         for n_sessions in sizes:
             name = f"w3_{n_sessions}"
             # Opening first: arquivo creates its schema, the raw side its table.
-            targets += [(backend.raw(name), n_sessions),
-                        (ArquivoTarget(backend.arquivo(name), user), n_sessions)]
+            targets += [
+                (backend.raw(name), n_sessions),
+                (ArquivoTarget(backend.arquivo(name), user), n_sessions),
+            ]
             log(f"  loading {n_sessions * PER_SESSION:,} rows into each database")
             for table in (RAW_TABLE, "conversation_history"):
                 backend.bulk(name, table, CONV_COLUMNS, conversation_rows(user, n_sessions, start))
@@ -390,13 +398,25 @@ def w3(backend: Backend, sizes: tuple[int, int], calls: int, user: str,
     return [
         judged(f"{label}, {small} msgs", "µs", raw_small, arq_small, "ratio <= 2.5"),
         judged(f"{label}, {large} msgs", "µs", raw_large, arq_large, "ratio <= 2.5"),
-        judged(f"{label} median {large} / {small}", "x", raw_large / raw_small,
-               arq_large / arq_small, "arquivo <= 1.5"),
+        judged(
+            f"{label} median {large} / {small}",
+            "x",
+            raw_large / raw_small,
+            arq_large / arq_small,
+            "arquivo <= 1.5",
+        ),
     ]
 
 
-def w4_worker(paths: dict[str, str], synchronous: str, seconds: float, worker: int, user: str,
-              barrier: Barrier, results: Queue[W4Outcome]) -> None:
+def w4_worker(
+    paths: dict[str, str],
+    synchronous: str,
+    seconds: float,
+    worker: int,
+    user: str,
+    barrier: Barrier,
+    results: Queue[W4Outcome],
+) -> None:
     # One set of processes runs both sides in turn: spawning (and importing) costs seconds.
     # Two half-length phases per side, in the order raw, arquivo, arquivo, raw, so that
     # drift in the machine's speed during the run hits both sides alike.
@@ -439,8 +459,10 @@ def w4(folder: Path, settings: Settings, seconds: float, user: str) -> list[Row]
     barrier = ctx.Barrier(W4_WORKERS)
     results: Queue[W4Outcome] = ctx.Queue()
     args = ({k: str(v) for k, v in paths.items()}, settings.sqlite_synchronous, seconds)
-    procs = [ctx.Process(target=w4_worker, args=(*args, n, user, barrier, results))
-             for n in range(W4_WORKERS)]
+    procs = [
+        ctx.Process(target=w4_worker, args=(*args, n, user, barrier, results))
+        for n in range(W4_WORKERS)
+    ]
     for proc in procs:
         proc.start()
     outcomes = [results.get(timeout=2 * seconds + 300) for _ in range(4 * W4_WORKERS)]
@@ -458,8 +480,9 @@ def w4(folder: Path, settings: Settings, seconds: float, user: str) -> list[Row]
         found[kind] = (rate, sum(o[3] for o in mine), sum(o[4] for o in mine))
     (raw, raw_locked, raw_other), (arq, arq_locked, arq_other) = found.values()
     return [
-        judged(f"W4 {W4_WORKERS} processes append, {seconds:g} s", "msg/s", raw, arq,
-               "ratio >= 0.5"),
+        judged(
+            f"W4 {W4_WORKERS} processes append, {seconds:g} s", "msg/s", raw, arq, "ratio >= 0.5"
+        ),
         judged("W4 errors containing 'locked'", "count", raw_locked, arq_locked, "arquivo == 0"),
         judged("W4 other errors", "count", raw_other, arq_other, "arquivo == 0"),
     ]
@@ -471,9 +494,13 @@ def metric_rows(n_rows: int, rng: random.Random) -> Iterator[tuple[Any, ...]]:
     start = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=30)
     for i in range(n_rows):
         failed = rng.random() < 0.02
-        yield (rng.choice(OPERATIONS), rng.lognormvariate(3.0, 1.0), int(not failed),
-               "TimeoutError: upstream did not answer" if failed else None,
-               (start + step * i).isoformat(" ", "microseconds"))
+        yield (
+            rng.choice(OPERATIONS),
+            rng.lognormvariate(3.0, 1.0),
+            int(not failed),
+            "TimeoutError: upstream did not answer" if failed else None,
+            (start + step * i).isoformat(" ", "microseconds"),
+        )
 
 
 def m1(backend: SqliteBackend, n_rows: int, rng: random.Random) -> list[Row]:
@@ -492,8 +519,9 @@ def m1(backend: SqliteBackend, n_rows: int, rng: random.Random) -> list[Row]:
     return [judged(f"M1 metrics.summary(), {n_rows:,} rows", "s", None, elapsed, "arquivo < 2")]
 
 
-def conversation_plan(backend: Backend, scale: float, calls: int, user: str,
-                      rng: random.Random) -> list[tuple[str, Callable[[], list[Row]]]]:
+def conversation_plan(
+    backend: Backend, scale: float, calls: int, user: str, rng: random.Random
+) -> list[tuple[str, Callable[[], list[Row]]]]:
     def size(n: int) -> int:
         return max(1, round(n * scale))
 
@@ -505,8 +533,9 @@ def conversation_plan(backend: Backend, scale: float, calls: int, user: str,
     ]
 
 
-def run_plan(plan: Sequence[tuple[str, Callable[[], list[Row]]]], only: set[str],
-             rows: list[Row]) -> None:
+def run_plan(
+    plan: Sequence[tuple[str, Callable[[], list[Row]]]], only: set[str], rows: list[Row]
+) -> None:
     for name, work in plan:
         if name.split()[-1] not in only:
             continue
@@ -515,8 +544,9 @@ def run_plan(plan: Sequence[tuple[str, Callable[[], list[Row]]]], only: set[str]
             rows.extend(work())
         except Exception as exc:  # noqa: BLE001 - one broken workload must not hide the others
             log(f"{name} failed: {exc!r}")
-            rows.append(Row(f"{name} failed: {type(exc).__name__}", "", None, None, None,
-                            "runs", False))
+            rows.append(
+                Row(f"{name} failed: {type(exc).__name__}", "", None, None, None, "runs", False)
+            )
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -529,15 +559,24 @@ def fmt(value: float | None, unit: str) -> str:
 def print_table(rows: Sequence[Row]) -> None:
     head = ("workload", "raw", "arquivo", "ratio", "target", "result")
     lines = [head] + [
-        (r.name, fmt(r.raw, r.unit), fmt(r.arquivo, r.unit),
-         "-" if r.ratio is None else f"{r.ratio:.2f}", r.target,
-         {True: "PASS", False: "FAIL", None: "-"}[r.ok])
+        (
+            r.name,
+            fmt(r.raw, r.unit),
+            fmt(r.arquivo, r.unit),
+            "-" if r.ratio is None else f"{r.ratio:.2f}",
+            r.target,
+            {True: "PASS", False: "FAIL", None: "-"}[r.ok],
+        )
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     for line in lines:
-        print("  ".join(cell.ljust(w) if i in (0, 4) else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(line, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i in (0, 4) else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -545,19 +584,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test, < 30 s)")
     p.add_argument("--scale", type=float, help="multiply W1-W3 sizes (default 1; --quick 0.02)")
     p.add_argument("--only", default=",".join(WORKLOADS), help="e.g. W1,W3 (default: all)")
-    p.add_argument("--synchronous", choices=("NORMAL", "FULL"), default="NORMAL",
-                   type=str.upper, help="PRAGMA synchronous on both sides (default NORMAL)")
+    p.add_argument(
+        "--synchronous",
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        type=str.upper,
+        help="PRAGMA synchronous on both sides (default NORMAL)",
+    )
     p.add_argument("--seconds", type=float, help="W4 duration (default 5; --quick 1)")
     p.add_argument("--metrics-rows", type=int, help="M1 rows (default 1,000,000)")
     p.add_argument("--history-calls", type=int, help="W3 timed calls per database (2,000)")
-    p.add_argument("--postgres", default=os.environ.get("ARQUIVO_BENCH_POSTGRES_URL"),
-                   help="also run W1-W3 on this PostgreSQL URL ('auto': an embedded server)")
+    p.add_argument(
+        "--postgres",
+        default=os.environ.get("ARQUIVO_BENCH_POSTGRES_URL"),
+        help="also run W1-W3 on this PostgreSQL URL ('auto': an embedded server)",
+    )
     p.add_argument("--pg-scale", type=float, help="W1-W3 sizes on PostgreSQL (default 0.1)")
     p.add_argument("--json", action="store_true", help="also print all figures as JSON")
     p.add_argument("--check", action="store_true", help="exit 1 if any target is missed")
     args = p.parse_args(argv)
-    defaults = {"scale": (0.02, 1.0), "seconds": (1.0, 5.0), "metrics_rows": (20_000, 1_000_000),
-                "history_calls": (200, 2_000), "pg_scale": (0.01, 0.1)}
+    defaults = {
+        "scale": (0.02, 1.0),
+        "seconds": (1.0, 5.0),
+        "metrics_rows": (20_000, 1_000_000),
+        "history_calls": (200, 2_000),
+        "pg_scale": (0.01, 0.1),
+    }
     for key, (quick, full) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
@@ -573,8 +625,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(20261125)
     run = uuid.uuid4().hex[:10]
     user = f"bench-{run}"
-    log(f"arquivo {arquivo.__version__} from {Path(arquivo.__file__).parent}, SQLite "
-        f"{sqlite3.sqlite_version}, synchronous={args.synchronous}, scale={args.scale:g}")
+    log(
+        f"arquivo {arquivo.__version__} from {Path(arquivo.__file__).parent}, SQLite "
+        f"{sqlite3.sqlite_version}, synchronous={args.synchronous}, scale={args.scale:g}"
+    )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="arquivo-bench-") as tmp:
         sqlite = SqliteBackend(Path(tmp), settings)
@@ -598,8 +652,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = {**vars(args), "only": sorted(args.only)}
         if args.postgres and args.postgres != "auto":
             given["postgres"] = make_url(args.postgres).render_as_string(hide_password=True)
-        print(json.dumps({"arguments": given, "results": [asdict(r) for r in rows]},
-                         indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"arguments": given, "results": [asdict(r) for r in rows]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     return 1 if args.check and any(r.ok is False for r in rows) else 0
 
 

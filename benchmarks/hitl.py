@@ -122,20 +122,42 @@ def run(url: str, label: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with Arquivo.open(url) as store:
         log(f"{label} H1...")
-        results.append({"name": f"{label} H1 requests", "value": h1(store, args.requests),
-                        "unit": "req/s", "target": "-", "ok": None})
+        results.append(
+            {
+                "name": f"{label} H1 requests",
+                "value": h1(store, args.requests),
+                "unit": "req/s",
+                "target": "-",
+                "ok": None,
+            }
+        )
         log(f"{label} H2...")
         latencies = h2(store, url, args.rounds)
         limit = 20.0 if label == "postgresql" else POLL_INTERVAL * 1000 + 10
         p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-        results.append({"name": f"{label} H2 wake p50", "value": p50, "unit": "ms",
-                        "target": f"<= {limit:g} ms", "ok": p50 <= limit})
-        results.append({"name": f"{label} H2 wake p99", "value": p99, "unit": "ms",
-                        "target": "-", "ok": None})
+        results.append(
+            {
+                "name": f"{label} H2 wake p50",
+                "value": p50,
+                "unit": "ms",
+                "target": f"<= {limit:g} ms",
+                "ok": p50 <= limit,
+            }
+        )
+        results.append(
+            {"name": f"{label} H2 wake p99", "value": p99, "unit": "ms", "target": "-", "ok": None}
+        )
         log(f"{label} H3...")
         median = h3(store, args.closed, args.pending)
-        results.append({"name": f"{label} H3 pending()", "value": median, "unit": "ms",
-                        "target": "< 10 ms", "ok": median < 10})
+        results.append(
+            {
+                "name": f"{label} H3 pending()",
+                "value": median,
+                "unit": "ms",
+                "target": "< 10 ms",
+                "ok": median < 10,
+            }
+        )
     return results
 
 
@@ -158,8 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             results += run(url, "postgresql", args)
     for row in results:
         verdict = {True: "PASS", False: "FAIL", None: ""}[row["ok"]]
-        print(f"{row['name']:<28} {row['value']:>12,.2f} {row['unit']:<6} "
-              f"{row['target']:<12} {verdict}")
+        print(
+            f"{row['name']:<28} {row['value']:>12,.2f} {row['unit']:<6} "
+            f"{row['target']:<12} {verdict}"
+        )
     if args.json:
         print("\n" + json.dumps({"results": results}, indent=2))
     return 1 if args.check and any(row["ok"] is False for row in results) else 0

@@ -177,4 +177,3 @@ def test_a_person_approves_in_the_browser_and_the_waiting_agent_wakes(
     finally:
         context.close()
         agent.kill()
-

@@ -20,7 +20,7 @@ from arquivo.models import HITLAction, HITLSession
 __all__ = [
     "ACTION",
     "RAW",
-        "expire_due",
+    "expire_due",
     "expire_one",
     "insert_action",
     "insert_session",

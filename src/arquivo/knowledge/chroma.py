@@ -241,6 +241,7 @@ class ChromaBackend(VectorBackend):
                 f"{collection.name!r} has {info.dimensions}",
                 hint="embed with the collection's model, or use another collection",
             )
+
         def write(target: Any) -> None:
             if replace_document is not None:
                 target.delete(where={_DOCUMENT: replace_document})
