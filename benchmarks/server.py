@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -69,6 +70,8 @@ class Result:
     #: CPU time of the server processes per request (and of PostgreSQL's, when known).
     server_cpu_us: float = 0.0
     database_cpu_us: float = 0.0
+    #: The load generator's connections per server worker, mid-run (``17/15``).
+    split: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,46 @@ def postmaster_pid(url: str) -> int | None:
         return int((Path(str(folder)) / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, ArquivoError, SQLAlchemyError):
         return None
+
+
+def _descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        try:
+            tasks = list(Path(f"/proc/{stack.pop()}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found += children
+                stack += children
+    return found
+
+
+def connection_split(pid: int, port: int) -> str:
+    """How the client's connections are spread over the server's workers, e.g. ``17/15``
+    (Linux; empty elsewhere): a worker holding most of them sets the p99."""
+    try:
+        established = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+                established.add(fields[9])
+    except OSError:
+        return ""
+    counts = []
+    for worker in [pid, *_descendants(pid)]:
+        inodes = set()
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{worker}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = fd.readlink().name
+                    if target.startswith("socket:["):
+                        inodes.add(target[len("socket:[") : -1])
+        if held := len(inodes & established):
+            counts.append(held)
+    return "/".join(str(c) for c in sorted(counts, reverse=True))
 
 
 # --- wrk -------------------------------------------------------------------------------
@@ -306,6 +349,7 @@ def measure(
     database_pid = postmaster_pid(url) if database != "sqlite" else None
     operations = [op for op in OPERATIONS if not args.only or op.name.split()[0] in args.only]
     with server(url, args.workers) as (base, pid):
+        port = int(base.rsplit(":", 1)[1])
         for op in operations:
             # A short warm-up: connections, caches and the key check's cache.
             for _ in range(20):
@@ -319,10 +363,16 @@ def measure(
                     },
                 )
             cpu_before = tree_cpu(pid), tree_cpu(database_pid)
+            split: list[str] = []
+            sampler = threading.Timer(
+                args.duration / 2, lambda into=split: into.append(connection_split(pid, port))
+            )
+            sampler.start()
             if wrk:
                 figures = run_wrk(wrk, base, op, token, args.connections, args.duration, folder)
             else:
                 figures = run_python(base, op, token, args.connections, args.duration)
+            sampler.join()
             served = max(figures[3], 1)
             result = Result(
                 database,
@@ -331,11 +381,13 @@ def measure(
                 client="wrk" if wrk else "python",
                 server_cpu_us=(tree_cpu(pid) - cpu_before[0]) / served * 1e6,
                 database_cpu_us=(tree_cpu(database_pid) - cpu_before[1]) / served * 1e6,
+                split=split[0] if split else "",
             )
             log(
                 f"{database:10} {op.name:20} {result.requests_per_s:8.0f} req/s  "
                 f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  errors {result.errors}"
                 f"  cpu/req {result.server_cpu_us:5.0f} us + db {result.database_cpu_us:4.0f} us"
+                f"  connections per worker {result.split}"
             )
             results.append(result)
     return results
@@ -360,7 +412,8 @@ def report(results: list[Result], workers: int, connections: int) -> None:
     client = results[0].client
     print(f"\nArquivo HTTP service: {connections} connections on loopback, {workers} worker(s),")
     print(f"load generator {client}; baseline = /healthz on the same server, same run")
-    print("cpu/req: CPU time of the server's processes per request (+ PostgreSQL's own)")
+    print("cpu/req: CPU time of the server's processes per request (+ PostgreSQL's own);")
+    print("split: the connections each worker held, mid-run")
     header = (
         "database",
         "operation",
@@ -370,8 +423,9 @@ def report(results: list[Result], workers: int, connections: int) -> None:
         "p99 ms",
         "errors",
         "cpu/req",
+        "split",
     )
-    print("{:10} {:20} {:>8} {:>10} {:>7} {:>7} {:>6} {:>13}  target".format(*header))
+    print("{:10} {:20} {:>8} {:>10} {:>7} {:>7} {:>6} {:>13} {:>7}  target".format(*header))
     for db in dict.fromkeys(r.database for r in results):
         rows = [r for r in results if r.database == db]
         base = rows[0].requests_per_s if rows[0].operation.startswith("healthz") else 0.0
@@ -380,7 +434,7 @@ def report(results: list[Result], workers: int, connections: int) -> None:
             print(
                 f"{r.database:10} {r.operation:20} {r.requests_per_s:8.0f} "
                 f"{r.requests_per_s / base:10.2f} {r.p50_ms:7.1f} {r.p99_ms:7.1f} "
-                f"{r.errors:6d} {_cpu(r):>13}  {_verdict(r)}"
+                f"{r.errors:6d} {_cpu(r):>13} {r.split:>7}  {_verdict(r)}"
             )
 
 
