@@ -73,6 +73,12 @@ class Prepared:
         #: Rows need no processing: return the driver's tuples as they are.
         self.passthrough = False
 
+    @property
+    def order(self) -> tuple[str, ...] | None:
+        """The bound names in the order of a positional statement's parameters
+        (``None``: the driver takes them by name)."""
+        return None if self._order is None else tuple(self._order)
+
     def bind_results(self, description: Sequence[Sequence[Any]]) -> None:
         """Resolve the result processors from a cursor description (once)."""
         codes = [column[1] for column in description]

@@ -13,7 +13,7 @@ import base64
 import json
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -409,6 +409,49 @@ class TableCodec:
             if values.get(name) is None:
                 raise DecodeError(f"the key column {name} is missing")
 
+    def unknown(self, names: Any) -> list[str]:
+        """The names among ``names`` that are not columns of the table."""
+        return [name for name in names if name not in self.columns]
+
+    def loader(
+        self,
+        names: list[str],
+        binds: Mapping[str, Convert | None] | None = None,
+        *,
+        as_is: Collection[str] = (),
+    ) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """A function checking a row from a file and returning its values for the
+        driver, in the order of ``names``, in one pass over the row.
+
+        Each value is checked (NULL, type, length) and decoded as :meth:`validate` does,
+        then passed through ``binds[name]`` (the column type's bind processor, so what
+        is stored is what the ORM stores). Every row given to the function must hold
+        exactly ``names`` (the caller checks the keys once per batch, and
+        :meth:`unknown` once per set of names).
+
+        Args:
+            names: The columns, in the order of the tuples returned.
+            binds: The bind processor of each column (none: values are only checked).
+            as_is: Columns whose values are Python values already (defaults filled in
+                by :meth:`add_defaults`): bound, neither checked nor decoded.
+
+        Returns:
+            The function, raising :class:`DecodeError` naming the column of a bad value.
+        """
+        binds = binds or {}
+        steps = [
+            _bind_only(binds.get(name))
+            if name in as_is
+            else _column_step(self.columns[name], binds.get(name), key=name in self.primary_key)
+            for name in names
+        ]
+        pairs = list(zip(names, steps, strict=True))
+
+        def load(row: Mapping[str, Any]) -> tuple[Any, ...]:
+            return tuple([step(row[name]) for name, step in pairs])
+
+        return load
+
     def decode(self, values: dict[str, Any]) -> dict[str, Any]:
         """A JSON object from a file as checked Python values for an INSERT.
 
@@ -417,3 +460,77 @@ class TableCodec:
         """
         self.validate(values)
         return self.load(dict(values))
+
+
+def _bind_only(bind: Convert | None) -> Convert:
+    if bind is None:
+        return _same
+    return bind
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _column_step(codec: ColumnCodec, bind: Convert | None, *, key: bool) -> Convert:
+    """One column's check, decoding and binding, as one function of the file's value.
+
+    The common case (a value of the exact expected type) is tested first and returns at
+    once; anything else takes the general path (:meth:`ColumnCodec.check`, which also
+    words the error).
+    """
+    name, expected, length, decode = codec.name, codec.expected, codec.max_length, codec.decode
+    null = _null_step(name, nullable=codec.nullable and not key, key=key)
+
+    def general(value: Any) -> Any:
+        if value is None:
+            return null()
+        try:
+            checked = codec.check(value)
+        except DecodeError as exc:
+            raise DecodeError(f"column {name}: {exc}") from None
+        return checked if bind is None else bind(checked)
+
+    # The JSON type a value needs no decoding from (an int for an integer column, say).
+    exact = _AS_IS.get(decode) if decode is not None else expected
+    if exact is str and length is not None:
+        limit = length
+
+        def text(value: Any) -> Any:
+            if type(value) is str and len(value) <= limit:
+                return value if bind is None else bind(value)
+            return general(value)
+
+        return text
+    if exact is not None:
+
+        def plain(value: Any) -> Any:
+            return value if type(value) is exact else general(value)
+
+        def bound(value: Any) -> Any:
+            return bind(value) if type(value) is exact else general(value)  # type: ignore[misc]
+
+        return plain if bind is None else bound
+    if decode is None:  # JSON documents, and types passed through as JSON
+
+        def document(value: Any) -> Any:
+            if value is None:
+                return null()
+            return value if bind is None else bind(value)
+
+        return document
+    return general
+
+
+def _null_step(name: str, *, nullable: bool, key: bool) -> Callable[[], None]:
+    def null() -> None:
+        if key:
+            raise DecodeError(f"the key column {name} is missing")
+        if not nullable:
+            raise DecodeError(f"column {name}: must not be null")
+
+    return null
+
+
+#: Decodings that return a value of this exact JSON type unchanged (only check it).
+_AS_IS: dict[Convert, type] = {_int_in: int, _bool_in: bool, _float_in: float}

@@ -36,6 +36,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "atomic_text_file",
+    "open_binary",
     "open_text",
 ]
 
@@ -176,8 +177,10 @@ def atomic_text_file(path: Path) -> Iterator[IO[str]]:
 
 
 @contextlib.contextmanager
-def open_text(path: Path) -> Iterator[IO[str]]:
-    """Read an export file, gzip-compressed or not (told by its first bytes).
+def open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """Read an export file's bytes, gzip-compressed or not (told by its first bytes).
+
+    Iterating the file gives its lines as bytes (split on ``\\n`` only, as written).
 
     Raises:
         ValidationError: The file does not exist or cannot be read.
@@ -193,4 +196,15 @@ def open_text(path: Path) -> Iterator[IO[str]]:
         binary: Any = raw
         if raw.peek(2)[:2] == _GZIP_MAGIC:
             binary = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-        yield stack.enter_context(io.TextIOWrapper(binary, encoding="utf-8", newline="\n"))
+        yield binary
+
+
+@contextlib.contextmanager
+def open_text(path: Path) -> Iterator[IO[str]]:
+    """Read an export file as text, gzip-compressed or not (told by its first bytes).
+
+    Raises:
+        ValidationError: The file does not exist or cannot be read.
+    """
+    with open_binary(path) as binary:
+        yield io.TextIOWrapper(binary, encoding="utf-8", newline="\n")

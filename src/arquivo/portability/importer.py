@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
@@ -50,7 +51,7 @@ from arquivo.portability.fileformat import (
     ImportReport,
     Progress,
     ProgressCallback,
-    open_text,
+    open_binary,
 )
 from arquivo.portability.scope import schema_tables
 
@@ -76,34 +77,45 @@ class _FileError(ValidationError):
         self.line = line
 
 
-_scan: Any = cast(Any, json.JSONDecoder()).scan_once
+# orjson reads an integer beyond 64 bits as a float, silently: a line holding a run of
+# 19 or more digits (which any such integer has) is read by the json module instead.
+_DIGIT_MAP = bytes(ord("0") if ord("0") <= code <= ord("9") else ord(" ") for code in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
-def _parse(line: str) -> Any:
-    """One line's JSON value: the C scanner directly (``json.loads`` adds two regex
-    passes per line, a quarter of the parsing time), ``json.loads`` for odd lines."""
-    try:
-        value, end = _scan(line, 0)
-    except StopIteration:  # leading whitespace, or not JSON: let json.loads say which
-        return json.loads(line)
-    if end != len(line) and line[end:].strip():
-        raise json.JSONDecodeError("Extra data", line, end)
-    return value
+def _parse(line: bytes) -> Any:
+    """One line's JSON value, read exactly as the json module reads it.
+
+    orjson is several times faster; the json module takes the lines orjson would read
+    differently (integers beyond 64 bits) or refuses (NaN, lone surrogates, numbers
+    beyond a double), so the same files import as before.
+
+    Raises:
+        json.JSONDecodeError: The line is not JSON.
+        UnicodeDecodeError: The line is not UTF-8.
+    """
+    if _LONG_NUMBER not in line.translate(_DIGIT_MAP):
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(line.decode("utf-8"))
 
 
 def _read(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) for every non-blank line of the file."""
     number = 0
-    with open_text(path) as lines:
+    with open_binary(path) as lines:
         try:
             for number, line in enumerate(lines, 1):
-                if line.strip():
-                    try:
-                        yield number, _parse(line)
-                    except json.JSONDecodeError as exc:
-                        raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
+                try:
+                    yield number, _parse(line)
+                except json.JSONDecodeError as exc:
+                    if not line.strip():
+                        continue
+                    raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
         except UnicodeDecodeError as exc:
-            raise _FileError(path, number + 1, "not UTF-8 text") from exc
+            raise _FileError(path, number, "not UTF-8 text") from exc
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise _FileError(
                 path, number + 1, f"the compressed data is damaged or cut short ({exc})"
@@ -141,14 +153,12 @@ def _check_header(path: Path, value: Any) -> dict[str, Any]:
 
 
 class _Pass:
-    """One streaming pass over an export file.
+    """One streaming pass over an export file, checking its structure.
 
-    The structure is always checked (header first, one row object per line, nothing
-    after the end line, the end line's counts); each row's values are checked against
-    its table too when ``check_values`` is set (without running the columns'
-    decodings unless ``decode``: a consumer that decodes each row anyway reports a
-    failing value itself, see :func:`_import_rows`). The end-of-file checks run when
-    the last row has been taken, so a consumer must exhaust :meth:`rows`.
+    The header comes first, one row object per line, nothing after the end line, and
+    the end line's counts match the rows; the values themselves are checked by the
+    consumer (see :class:`_Plans`). The end-of-file checks run when the last row has
+    been taken, so a consumer must exhaust :meth:`rows`.
     """
 
     def __init__(
@@ -156,14 +166,10 @@ class _Pass:
         path: Path,
         codecs: dict[str, TableCodec],
         *,
-        check_values: bool,
-        decode: bool = True,
         progress: ProgressCallback | None = None,
     ) -> None:
         self.path = path
         self.codecs = codecs
-        self.check_values = check_values
-        self.decode = decode
         self.progress = progress
         self.header: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
@@ -185,11 +191,6 @@ class _Pass:
                 end = value
                 continue
             table, row = _row_parts(path, number, value, codecs)
-            if self.check_values:
-                try:
-                    codecs[table].validate(row, decode=self.decode)
-                except DecodeError as exc:
-                    raise _FileError(path, number, f"table {table}: {exc}") from None
             done = counts[table] = counts.get(table, 0) + 1
             if progress is not None and done % _PROGRESS_EVERY == 0:
                 progress(Progress("validate", table, done, None))
@@ -233,25 +234,81 @@ def _row_parts(
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """How rows of one table with one set of columns are inserted.
+    """How rows of one table with one set of columns are checked and inserted.
 
     Attributes:
-        prepared: The INSERT ... ON CONFLICT DO NOTHING, compiled once.
-        convert: A row (a dict of JSON values) -> the driver's parameters.
+        table: The table.
+        names: The columns, in the order of the values :attr:`load` returns: the
+            file's, then :attr:`missing`.
         missing: Columns the rows lack that have a Python-side default to fill in.
+        load: A row (a dict of JSON values) -> the driver's values: checked, decoded
+            and through the column types' bind processors.
+        prepared: The INSERT ... ON CONFLICT DO NOTHING, compiled once (for databases
+            without a bulk route).
+        reorder: Positions of :attr:`names` in the statement's parameter order, when
+            it differs (``None``: the same order, or parameters by name).
     """
 
-    prepared: Prepared
-    convert: Callable[[dict[str, Any]], Any]
+    table: Table
+    names: list[str]
     missing: list[str]
+    load: Callable[[dict[str, Any]], tuple[Any, ...]]
+    prepared: Prepared
+    reorder: list[int] | None
+
+
+def _check_columns(path: Path, number: int, codec: TableCodec, row: dict[str, Any]) -> None:
+    """The checks that depend on the columns a row has, not on its values."""
+    unknown = codec.unknown(row)
+    if unknown:
+        raise _FileError(
+            path,
+            number,
+            f"table {codec.table.name}: the table {codec.table.name} has no column {unknown[0]!r}",
+        )
+    for name in codec.primary_key:
+        if name not in row:
+            raise _FileError(
+                path, number, f"table {codec.table.name}: the key column {name} is missing"
+            )
+
+
+class _Checker:
+    """The first pass's checks of every row's values (nothing is converted for good)."""
+
+    def __init__(self, path: Path, codecs: dict[str, TableCodec]) -> None:
+        self.path = path
+        self.codecs = codecs
+        self._loaders: dict[tuple[str, frozenset[str]], Callable[[dict[str, Any]], Any]] = {}
+
+    def run(self, reading: _Pass) -> None:
+        """Check every row of ``reading`` (and so its structure too)."""
+        current: str | None = None
+        columns: frozenset[str] = frozenset()
+        check: Callable[[dict[str, Any]], Any] | None = None
+        for number, table, row in reading.rows():
+            if table != current or row.keys() != columns:
+                current, columns = table, frozenset(row)
+                check = self._loaders.get((table, columns))
+                if check is None:
+                    codec = self.codecs[table]
+                    _check_columns(self.path, number, codec, row)
+                    check = self._loaders[(table, columns)] = codec.loader(list(row))
+            assert check is not None
+            try:
+                check(row)
+            except DecodeError as exc:
+                raise _FileError(self.path, number, f"table {table}: {exc}") from None
 
 
 class _Writer:
-    """Batches of rows of one table, inserted with ON CONFLICT DO NOTHING.
+    """Batches of rows of one table, inserted skipping rows whose key is taken.
 
-    Statements are compiled once per (table, columns) and run with the driver's own
-    ``executemany``, values still going through the column types' bind processors
-    (what is stored is what the ORM would store); its row count is the rows inserted.
+    Values go through the column types' bind processors (what is stored is what the
+    ORM would store), then into the database's bulk route
+    (:meth:`~arquivo.db.dialects.DialectSupport.insert_ignoring`: COPY on PostgreSQL)
+    or the driver's own ``executemany`` of an INSERT ... ON CONFLICT DO NOTHING
+    compiled once per (table, columns); either way the count is the rows inserted.
     """
 
     def __init__(
@@ -266,44 +323,61 @@ class _Writer:
         self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
         self._errors = support.driver_error_types()
 
-    def plan(self, codec: TableCodec, row: dict[str, Any]) -> _Plan:
-        """The plan for rows of ``codec``'s table with the columns of ``row``."""
+    def plan(self, codec: TableCodec, row: dict[str, Any], number: int) -> _Plan:
+        """The plan for rows of ``codec``'s table with the columns of ``row`` (at line
+        ``number``, named if those columns are wrong)."""
         table = codec.table
         found = self._plans.get((table.name, frozenset(row)))
         if found is not None:
             return found
+        _check_columns(self.path, number, codec, row)
         missing = codec.defaults_missing(row)
-        keys = [*row, *missing]
-        values = {key: sa.bindparam(key, type_=table.c[key].type) for key in keys}
+        names = [*row, *missing]
+        dialect = self.connection.dialect
+        values = {name: sa.bindparam(name, type_=table.c[name].type) for name in names}
         insert: Any = self.support.insert(table).values(values)
-        prepared = Prepared(insert.on_conflict_do_nothing(), self.connection.dialect)
-        # Defaults are Python values already: only the file's values are decoded.
-        decoders = {name: f for name, f in codec.decoders.items() if name not in missing}
-        plan = _Plan(prepared, prepared.converter(decoders), missing)
+        prepared = Prepared(insert.on_conflict_do_nothing(), dialect)
+        binds = {
+            name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        }
+        order = prepared.order
+        reorder = None if order is None or list(order) == names else [names.index(n) for n in order]
+        plan = _Plan(
+            table, names, missing, codec.loader(names, binds, as_is=missing), prepared, reorder
+        )
         self._plans[(table.name, frozenset(row))] = plan
         return plan
 
-    def _run(self, prepared: Prepared, rows: list[Any]) -> int:
+    def _run(self, plan: _Plan, rows: list[tuple[Any, ...]]) -> int:
+        bulk = self.support.insert_ignoring(self.connection, plan.table, plan.names, rows)
+        if bulk is not None:
+            return bulk
+        parameters: list[Any] = rows
+        if plan.prepared.order is None:
+            parameters = [dict(zip(plan.names, row, strict=True)) for row in rows]
+        elif plan.reorder is not None:
+            parameters = [tuple([row[i] for i in plan.reorder]) for row in rows]
         raw: Any = self.connection.connection.driver_connection
         cursor = raw.cursor()
         try:
-            cursor.executemany(prepared.sql, rows)
+            cursor.executemany(plan.prepared.sql, parameters)
             return max(int(cursor.rowcount), 0)
         finally:
             cursor.close()
 
-    def write(self, table: Table, plan: _Plan, numbers: list[int], rows: list[Any]) -> None:
-        """Insert one batch (driver parameters, with the line number of each row)."""
+    def write(self, plan: _Plan, numbers: list[int], rows: list[tuple[Any, ...]]) -> None:
+        """Insert one batch (driver values, with the line number of each row)."""
         try:
             if self.atomic:
-                inserted = self._run(plan.prepared, rows)
+                inserted = self._run(plan, rows)
             else:
                 with self.connection.begin():
-                    inserted = self._run(plan.prepared, rows)
+                    inserted = self._run(plan, rows)
         except self._errors as exc:
-            raise self._explain(table, plan.prepared, numbers, rows, exc) from exc
-        self.touched.add(table.name)
-        self.inserted[table.name] = self.inserted.get(table.name, 0) + inserted
+            raise self._explain(plan, numbers, rows, exc) from exc
+        name = plan.table.name
+        self.touched.add(name)
+        self.inserted[name] = self.inserted.get(name, 0) + inserted
 
     def _reason(self, exc: BaseException) -> str:
         translated = self.support.translate(exc)
@@ -311,37 +385,37 @@ class _Writer:
 
     def _explain(
         self,
-        table: Table,
-        prepared: Prepared,
+        plan: _Plan,
         numbers: list[int],
-        rows: list[Any],
+        rows: list[tuple[Any, ...]],
         exc: BaseException,
     ) -> ArquivoError:
         """The error for a refused batch, naming the first line the database refuses."""
+        name = plan.table.name
         if self.atomic:
             # The transaction is aborted; its rows cannot be tried one by one.
             first, last = numbers[0], numbers[-1]
             return _FileError(
                 self.path,
                 first,
-                f"the database refused a row of {table.name} in lines {first}-{last}: "
+                f"the database refused a row of {name} in lines {first}-{last}: "
                 f"{self._reason(exc)}",
                 hint="nothing was imported; fix the file and import it again",
             )
-        for number, parameters in zip(numbers, rows, strict=True):
+        for number, row in zip(numbers, rows, strict=True):
             try:
                 with self.connection.begin() as trial:
-                    self._run(prepared, [parameters])
+                    self._run(plan, [row])
                     trial.rollback()
             except self._errors as row_exc:
                 return _FileError(
                     self.path,
                     number,
-                    f"the database refused this row of {table.name}: {self._reason(row_exc)}",
+                    f"the database refused this row of {name}: {self._reason(row_exc)}",
                     hint="the lines before this batch were imported; fix the file and "
                     "import it again (rows already imported are skipped)",
                 )
-        return _FileError(self.path, numbers[0], f"a batch of {table.name} failed: {exc}")
+        return _FileError(self.path, numbers[0], f"a batch of {name} failed: {exc}")
 
     def finish(self, tables: dict[str, Table]) -> None:
         """Move id sequences past the imported ids (on the databases that need it)."""
@@ -393,16 +467,15 @@ def import_data(
     stamp = _stamp(path)
     checked: _Pass | None = None
     if not atomic:
-        checked = _Pass(path, codecs, check_values=True, progress=progress)
-        for _ in checked.rows():
-            pass
+        checked = _Pass(path, codecs, progress=progress)
+        _Checker(path, codecs).run(checked)
         _check_unchanged(path, stamp)
     support = get_dialect(store.dialect)
     with translate_errors(store.dialect), store.engine.connect() as connection:
         writer = _Writer(connection, support, path, atomic=atomic)
         transaction = connection.begin() if atomic else None
         # Atomic: one pass checks and writes; anything wrong rolls it all back.
-        reading = _Pass(path, codecs, check_values=checked is None, decode=False)
+        reading = _Pass(path, codecs)
         totals = checked.counts if checked is not None else {}
         try:
             _import_rows(reading, codecs, totals, writer, batch_size, progress)
@@ -447,7 +520,7 @@ def _import_rows(
     progress: ProgressCallback | None,
 ) -> None:
     numbers: list[int] = []
-    rows: list[Any] = []
+    rows: list[tuple[Any, ...]] = []
     current: str | None = None
     plan: _Plan | None = None
     columns: frozenset[str] = frozenset()
@@ -456,7 +529,7 @@ def _import_rows(
     def flush() -> None:
         if not rows or current is None or plan is None:
             return
-        writer.write(codecs[current].table, plan, numbers, rows)
+        writer.write(plan, numbers, rows)
         done[current] = done.get(current, 0) + len(rows)
         if progress is not None:
             progress(Progress("import", current, done[current], totals.get(current)))
@@ -469,19 +542,14 @@ def _import_rows(
         if table != current or row.keys() != columns or len(rows) >= batch_size:
             flush()
             current, columns = table, frozenset(row)
-            plan = writer.plan(codecs[table], row)
+            plan = writer.plan(codecs[table], row, number)
         assert plan is not None
         if plan.missing:
             codecs[table].add_defaults(row, plan.missing)
         try:
-            parameters = plan.convert(row)
-        except DecodeError:
-            # Only when values were checked without decoding (atomic): name the column.
-            try:
-                codecs[table].validate(row)
-            except DecodeError as exc:
-                raise _FileError(reading.path, number, f"table {table}: {exc}") from None
-            raise
+            values = plan.load(row)
+        except DecodeError as exc:
+            raise _FileError(reading.path, number, f"table {table}: {exc}") from None
         numbers.append(number)
-        rows.append(parameters)
+        rows.append(values)
     flush()

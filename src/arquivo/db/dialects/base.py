@@ -166,6 +166,29 @@ class DialectSupport:
             ),
         )
 
+    def insert_ignoring(
+        self,
+        connection: Connection,
+        table: Table,
+        names: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> int | None:
+        """Insert many rows, skipping those whose key is taken, by a bulk route faster
+        than ``executemany``; in the connection's current transaction.
+
+        Args:
+            connection: The connection (in a transaction) to write on.
+            table: The table written.
+            names: The columns, in the order of each row's values.
+            rows: The driver's values (already through the column types' bind
+                processors), one sequence per row.
+
+        Returns:
+            The rows inserted; ``None`` when this database has no such route for these
+            columns, and the caller runs ``executemany`` of an INSERT instead.
+        """
+        return None
+
     def returning_id(self, statement: Insert, column: ColumnElement[Any]) -> ClauseElement:
         """``statement`` made to report the new row's id to :meth:`Driver.insert`."""
         return statement.returning(column)

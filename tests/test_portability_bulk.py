@@ -1,0 +1,146 @@
+"""The import's bulk paths: many batches, odd JSON, rows refused or skipped inside a batch.
+
+On PostgreSQL a batch goes through COPY into a staging table and one
+INSERT ... SELECT ... ON CONFLICT DO NOTHING; on SQLite through ``executemany``. Both
+must keep the import's promises: idempotent, types kept, bad lines named.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from arquivo import Arquivo, ValidationError
+from arquivo.models import ConversationHistory, SystemMetric
+from arquivo.portability import export_data, import_data
+from test_portability import _end, _header, _pref, dump
+
+
+def _line(table: str, row: dict[str, Any]) -> str:
+    return json.dumps({"table": table, "row": row}, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_many_batches_round_trip_and_a_second_import_adds_nothing(
+    store: Arquivo, tmp_path: Path, atomic: bool
+) -> None:
+    start = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    with store.transaction() as session:
+        session.execute(
+            sa.insert(ConversationHistory),
+            [
+                {
+                    "user_id": f"u{i % 3}",
+                    "session_id": f"s{i % 5}",
+                    "role": "user",
+                    "content": f"line {i}\twith a tab, a backslash \\ and \\N, ✓\n",
+                    "extra_data": {"i": i, "big": 2**70, "nested": [None, "é"]} if i % 2 else None,
+                    "created_at": start + timedelta(seconds=i, microseconds=i),
+                }
+                for i in range(230)
+            ],
+        )
+        session.execute(
+            sa.insert(SystemMetric),
+            [
+                {
+                    "operation": "op",
+                    "duration_ms": [0.1, 1e300, -0.0, float(i)][i % 4],
+                    "success": i % 3 != 0,
+                    "created_at": start,
+                }
+                for i in range(40)
+            ],
+        )
+    original = dump(store)
+    path = tmp_path / "all.jsonl"
+    export_data(store, path)
+    copy_path = tmp_path / "copy.db"
+    with Arquivo.open(f"sqlite:///{copy_path}") as copy:
+        first = import_data(copy, path, batch_size=17, atomic=atomic)
+        assert first.inserted["conversation_history"] == 230
+        assert dump(copy) == original
+    # Back into a fresh database of the fixture's kind, through its own bulk path.
+    with store.transaction() as session:
+        session.execute(sa.delete(ConversationHistory))
+        session.execute(sa.delete(SystemMetric))
+    report = import_data(store, path, batch_size=17, atomic=atomic)
+    assert report.inserted["conversation_history"] == 230
+    assert report.inserted["system_metrics"] == 40
+    assert dump(store) == original
+    again = import_data(store, path, batch_size=17, atomic=atomic)
+    assert sum(again.inserted.values()) == 0
+    assert again.skipped["conversation_history"] == 230
+    assert dump(store) == original
+
+
+def test_rows_already_there_are_skipped_inside_a_batch(store: Arquivo, tmp_path: Path) -> None:
+    path = tmp_path / "prefs.jsonl"
+    lines = [_header(), *(_pref(i) for i in range(1, 11)), _end(user_preferences=10)]
+    path.write_text("\n".join(lines) + "\n")
+    # Takes id 1 (the file's k1) and the unique key (u, k4) of the file's id 4.
+    store.preferences.set("u", "k4", "kept")
+    report = import_data(store, path)
+    assert report.inserted["user_preferences"] == 8
+    assert report.skipped["user_preferences"] == 2
+    values = store.preferences.all("u")
+    assert values["k4"] == "kept"
+    assert "k1" not in values
+    assert values["k7"] == 7
+
+
+def test_json_beyond_what_a_fast_parser_takes_still_imports(store: Arquivo, tmp_path: Path) -> None:
+    # Integers beyond 64 bits inside a JSON document: the json module reads the line.
+    path = tmp_path / "big.jsonl"
+    big = 123456789012345678901234567890
+    lines = [
+        _header(),
+        "",  # a blank line is skipped
+        _pref(1, value={"n": big, "s": "ação"}),
+        _pref(2, value=big),
+        _end(user_preferences=2),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert import_data(store, path).inserted["user_preferences"] == 2
+    assert store.preferences.all("u") == {"k1": {"n": big, "s": "ação"}, "k2": big}
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        (b'{"table": "user_preferences", "row": {"user_id": "u", "key": "k"}}', "key column id"),
+        (b'{"table": "user_preferences", "row": {"id": 1, "user_id": "\xff"}}', "not UTF-8"),
+        (
+            b'{"table": "user_preferences", "row": {"id": 1, "user_id": "u", "key": 5}}',
+            "column key: expected str",
+        ),
+        (
+            b'{"table": "system_metrics", "row": {"id": 1, "operation": "o", '
+            b'"duration_ms": "fast", "success": true}}',
+            "column duration_ms: expected a number",
+        ),
+        (
+            b'{"table": "system_metrics", "row": {"id": 1, "operation": "o", '
+            b'"duration_ms": 1, "success": 1}}',
+            "column success: expected true or false",
+        ),
+    ],
+)
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_bad_value_is_named_by_line_and_column_in_both_modes(
+    store: Arquivo, tmp_path: Path, line: bytes, fragment: str, atomic: bool
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    table = json.loads(line.decode("utf-8", "replace"))["table"]
+    body = [_header().encode(), _pref(1).encode(), line, _end(**{table: 1}).encode()]
+    path.write_bytes(b"\n".join(body) + b"\n")
+    with pytest.raises(ValidationError) as caught:
+        import_data(store, path, atomic=atomic, batch_size=1)
+    assert fragment in caught.value.message
+    assert "line 3:" in caught.value.message
+    assert store.preferences.all("u") == {}
