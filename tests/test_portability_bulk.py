@@ -144,3 +144,32 @@ def test_a_bad_value_is_named_by_line_and_column_in_both_modes(
     assert fragment in caught.value.message
     assert "line 3:" in caught.value.message
     assert store.preferences.all("u") == {}
+
+
+def test_timestamps_in_any_iso_form_are_stored_as_the_same_instant(
+    store: Arquivo, tmp_path: Path
+) -> None:
+    texts = [
+        "2026-05-01T10:00:00+00:00",  # what an export writes: stored by slicing on SQLite
+        "2026-05-01T10:00:00.250000+00:00",
+        "2026-05-01T12:00:00+02:00",  # another offset: converted to UTC
+        "2026-05-01T10:00:00",  # no offset: taken as UTC
+        "2026-05-01 10:00:00.5+00:00",
+    ]
+    path = tmp_path / "times.jsonl"
+    lines = [_pref(i, created_at=text) for i, text in enumerate(texts, 1)]
+    path.write_text("\n".join([_header(), *lines, _end(user_preferences=len(texts))]) + "\n")
+    import_data(store, path, batch_size=2)
+    with store.engine.connect() as connection:
+        stored = connection.execute(
+            sa.text("SELECT id, created_at FROM user_preferences ORDER BY id")
+        ).all()
+    expected = [datetime.fromisoformat(text) for text in texts]
+    expected = [value if value.tzinfo else value.replace(tzinfo=UTC) for value in expected]
+    as_read = {row.id: row.created_at for row in stored}
+    for number, value in enumerate(expected, 1):
+        read = as_read[number]
+        if isinstance(read, str):  # SQLite's stored text: the UTC layout, always the same
+            assert read == value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        else:
+            assert read == value

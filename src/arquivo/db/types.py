@@ -63,6 +63,27 @@ class UTCDateTime(TypeDecorator[datetime]):
             text: str = value.isoformat(" ", "microseconds")
             return text[:26]
 
+        fromisoformat = datetime.fromisoformat
+
+        def from_text(text: str) -> str | None:
+            # An ISO 8601 text (an import's timestamp) straight to the stored layout:
+            # checked by the parse, and for the UTC form every export writes
+            # ("YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00") sliced instead of formatted again.
+            value = fromisoformat(text)  # ValueError: not a timestamp
+            if (
+                text.endswith("+00:00")
+                and text[10] == "T"
+                and text[4] == text[7] == "-"
+                and text[13] == text[16] == ":"
+            ):
+                if len(text) == 32 and text[19] == ".":
+                    return text[:10] + " " + text[11:26]
+                if len(text) == 25:
+                    return text[:10] + " " + text[11:19] + ".000000"
+            return process(value)
+
+        # Found by bulk loaders that hold text (see arquivo.portability.codec).
+        process.from_text = from_text  # type: ignore[attr-defined]
         return process
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:

@@ -287,12 +287,6 @@ class TableCodec:
         self.names = [column.name for column in table.columns]
         self.columns = {column.name: ColumnCodec.of(column) for column in table.columns}
         self.primary_key = [column.name for column in table.primary_key.columns]
-        self._encoders = [
-            (name, codec.encode) for name, codec in self.columns.items() if codec.encode
-        ]
-        self._loaders = [
-            (name, codec.decode) for name, codec in self.columns.items() if codec.decode
-        ]
         self._keys = [_string(name) + ":" for name in self.names]
         # Python-side defaults (``created_at``'s clock) for columns a file lacks (an
         # export from an older schema): the raw INSERT does not run SQLAlchemy's.
@@ -302,14 +296,6 @@ class TableCodec:
             if column.default is not None
             and (column.default.is_scalar or column.default.is_callable)
         ]
-        self._specs = {
-            name: (codec.nullable, codec.expected, codec.max_length, codec.decode)
-            for name, codec in self.columns.items()
-        }
-        self._specs_undecoded = {
-            name: (nullable, expected, length, None)
-            for name, (nullable, expected, length, _) in self._specs.items()
-        }
         self._fragments = [_fragment_for(column.type) for column in table.columns]
 
     def line_encoder(self) -> Callable[[Any], str]:
@@ -332,11 +318,6 @@ class TableCodec:
 
         return encode
 
-    @property
-    def decoders(self) -> dict[str, Convert]:
-        """The conversions (JSON value -> Python value) of the columns that need one."""
-        return dict(self._loaders)
-
     def defaults_missing(self, keys: Any) -> list[str]:
         """The columns with a Python-side default that ``keys`` lacks (a file from an
         older schema); :meth:`add_defaults` fills them."""
@@ -348,66 +329,6 @@ class TableCodec:
             if name in names:
                 values[name] = default.arg(None) if default.is_callable else default.arg
         return values
-
-    def load(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Convert a row already checked by :meth:`validate` (in place, no checks)."""
-        for name, decode in self._loaders:
-            value = values.get(name)
-            if value is not None:
-                values[name] = decode(value)
-        for name, default in self._defaults:
-            if name not in values:
-                values[name] = default.arg(None) if default.is_callable else default.arg
-        return values
-
-    def encode(self, row: Any) -> dict[str, Any]:
-        """A row (in column order) as a JSON-ready dict."""
-        values = dict(zip(self.names, row, strict=True))
-        for name, encode in self._encoders:
-            value = values[name]
-            if value is not None:
-                values[name] = encode(value)
-        return values
-
-    def validate(self, values: dict[str, Any], *, decode: bool = True) -> None:
-        """Check a JSON object from a file against the table, converting nothing.
-
-        Args:
-            values: The row, as parsed from the file.
-            decode: Also run each column's decoding (a timestamp's parsing, say) to
-                check it; ``False`` when the caller decodes the row right after anyway
-                and calls this again (with ``decode``) to name a value that fails.
-
-        Raises:
-            DecodeError: An unknown column, a missing key column, or a bad value.
-        """
-        specs = self._specs if decode else self._specs_undecoded
-        for name, value in values.items():
-            try:
-                nullable, expected, max_length, convert = specs[name]
-            except KeyError:
-                raise DecodeError(f"the table {self.table.name} has no column {name!r}") from None
-            if value is None:
-                if not nullable:
-                    raise DecodeError(f"column {name}: must not be null")
-                continue
-            # The exact-type test first: almost every value passes it, and it is cheap.
-            if (
-                expected is not None
-                and type(value) is not expected
-                and not isinstance(value, expected)
-            ):
-                raise DecodeError(f"column {name}: expected {expected.__name__}, got {value!r}")
-            if max_length is not None and len(value) > max_length:
-                raise DecodeError(f"column {name}: longer than {max_length} characters")
-            if convert is not None:
-                try:
-                    convert(value)
-                except DecodeError as exc:
-                    raise DecodeError(f"column {name}: {exc}") from None
-        for name in self.primary_key:
-            if values.get(name) is None:
-                raise DecodeError(f"the key column {name} is missing")
 
     def unknown(self, names: Any) -> list[str]:
         """The names among ``names`` that are not columns of the table."""
@@ -452,15 +373,6 @@ class TableCodec:
 
         return load
 
-    def decode(self, values: dict[str, Any]) -> dict[str, Any]:
-        """A JSON object from a file as checked Python values for an INSERT.
-
-        Raises:
-            DecodeError: An unknown column, a missing key column, or a bad value.
-        """
-        self.validate(values)
-        return self.load(dict(values))
-
 
 def _bind_only(bind: Convert | None) -> Convert:
     if bind is None:
@@ -491,6 +403,19 @@ def _column_step(codec: ColumnCodec, bind: Convert | None, *, key: bool) -> Conv
             raise DecodeError(f"column {name}: {exc}") from None
         return checked if bind is None else bind(checked)
 
+    # A type that binds straight from a timestamp's text (UTCDateTime on SQLite).
+    from_text = getattr(bind, "from_text", None)
+    if decode is _datetime_in and from_text is not None:
+
+        def timestamp(value: Any) -> Any:
+            if type(value) is str:
+                try:
+                    return from_text(value)
+                except ValueError:
+                    pass  # the general path words the error
+            return general(value)
+
+        return timestamp
     # The JSON type a value needs no decoding from (an int for an integer column, say).
     exact = _AS_IS.get(decode) if decode is not None else expected
     if exact is str and length is not None:
@@ -511,6 +436,19 @@ def _column_step(codec: ColumnCodec, bind: Convert | None, *, key: bool) -> Conv
             return bind(value) if type(value) is exact else general(value)  # type: ignore[misc]
 
         return plain if bind is None else bound
+    if decode is not None and expected is None and length is None:
+        convert = decode
+
+        def decoded(value: Any) -> Any:
+            if value is None:
+                return null()
+            try:
+                value = convert(value)
+            except DecodeError as exc:
+                raise DecodeError(f"column {name}: {exc}") from None
+            return value if bind is None else bind(value)
+
+        return decoded
     if decode is None:  # JSON documents, and types passed through as JSON
 
         def document(value: Any) -> Any:

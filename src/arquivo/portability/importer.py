@@ -20,9 +20,13 @@ as one transaction instead: all or nothing. Then one pass is enough: each line i
 checked and inserted as it is read, and any bad line, or a wrong count at the end,
 rolls the whole transaction back, so nothing is written either.
 
-Rows go from parsed JSON to the driver's parameters in one step per value (the
-column's JSON decoding, then its type's bind processor), and batches are inserted with
-the driver's own ``executemany``: what is stored is what the ORM would store.
+Each line is parsed once per pass (orjson; the json module for the rare line orjson
+would read differently), and each value goes from JSON to the driver's value in one step:
+checked, decoded, then through its column type's bind processor, so what is stored is
+what the ORM would store. A batch is then written by the database's bulk route: on
+PostgreSQL, COPY into a temporary staging table and one ``INSERT ... SELECT ... ON
+CONFLICT DO NOTHING``; on SQLite (and for PostgreSQL's vector columns, which COPY's
+text format cannot carry as bound) the driver's own ``executemany``.
 """
 
 from __future__ import annotations
