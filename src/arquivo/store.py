@@ -55,6 +55,7 @@ class Arquivo:
         *,
         owns_engine: bool = False,
         max_connections: int = 15,
+        idle_connections: int = 5,
         acquire_timeout: float = 30.0,
         backup_dir: str = DEFAULT_BACKUP_DIR,
         pg_bin_dir: str | None = None,
@@ -68,6 +69,7 @@ class Arquivo:
             owns_engine: Dispose of the engine on :meth:`close`.
             max_connections: Connections the domain methods use at once, at most
                 (besides the engine's own pool, which serves ``transaction()``).
+            idle_connections: Of those, how many stay open when unused for a minute.
             acquire_timeout: Seconds a call waits for one of them.
             backup_dir: Where ``backups`` keeps backup sets.
             pg_bin_dir: The folder of ``pg_dump``/``pg_restore`` (searched when omitted).
@@ -89,7 +91,10 @@ class Arquivo:
         self._counter_lock = threading.Lock()
         self._closed = False
         self._pool = DriverPool(
-            engine, max_connections=max_connections, acquire_timeout=acquire_timeout
+            engine,
+            max_connections=max_connections,
+            acquire_timeout=acquire_timeout,
+            keep_idle=idle_connections,
         )
         self.preferences = Preferences(self)
         """Per-user preferences: ``set``, ``get``, ``all``, ``delete``, ``set_many``."""
@@ -155,6 +160,7 @@ class Arquivo:
             engine,
             owns_engine=True,
             max_connections=settings.pool_size + settings.max_overflow,
+            idle_connections=settings.pool_size,
             acquire_timeout=settings.pool_timeout_s,
             backup_dir=settings.backup_dir,
             pg_bin_dir=settings.pg_bin_dir,
