@@ -35,6 +35,8 @@ __all__ = ["FrozenFile", "frozen", "read_descriptor"]
 _ATTEMPTS = 12
 #: How long one attempt waits for the write lock (a writer's transaction to end).
 _HOLD_WAIT_S = 2.0
+#: How long one attempt holds the write lock waiting for the WAL to be all folded in.
+_FOLD_WAIT_S = 0.25
 
 _descriptors: dict[tuple[int, int], int] = {}
 _parked: list[int] = []
@@ -92,9 +94,16 @@ def _fold_and_begin(source: Path, reader: sqlite3.Connection) -> bool | None:
         except sqlite3.OperationalError:
             return None
         try:
-            busy, log, folded = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if busy or log != folded:
-                return False
+            # No frame can be added now, so what stops the fold is short-lived: another
+            # process's checkpoint in progress (busy) or a reader of older frames.
+            deadline = time.monotonic() + _FOLD_WAIT_S
+            while True:
+                busy, log, folded = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if not busy and log == folded:
+                    break
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.002)
             reader.execute("BEGIN")
             reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return True
