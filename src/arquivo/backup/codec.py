@@ -32,7 +32,7 @@ from arquivo.errors import MissingDependencyError, ValidationError
 
 __all__ = ["CODECS", "Packer", "compress_file", "decompress_file", "default_codec", "suffix"]
 
-CODECS = ("zstd", "lz4", "gzip", "none")
+CODECS = ("lz4", "zstd", "gzip", "none")
 _SUFFIX = {"zstd": ".zst", "lz4": ".lz4", "gzip": ".gz", "none": ""}
 
 Progress = Callable[[int], None]
