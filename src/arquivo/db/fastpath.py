@@ -424,10 +424,7 @@ class DriverPool:
         # So a burst's connections stay while they are used, and go once they are not.
         # The oldest idle one is first in the list, as checkout takes the newest.
         try:
-            while (
-                len(self._idle) > self._keep_idle
-                and now - self._idle[0][1] > self._idle_timeout
-            ):
+            while len(self._idle) > self._keep_idle and now - self._idle[0][1] > self._idle_timeout:
                 _close_quietly(self._idle.pop(0)[0])
         except IndexError:
             pass  # other threads took the idle connections meanwhile

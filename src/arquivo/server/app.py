@@ -68,7 +68,7 @@ def create_app(
         app.state.store = store
         app.state.keys = KeyCache(store, config.auth_cache_ttl_s)
         app.state.waiters = DecisionWaiters(store)
-        app.state.writer = writer_limiter(store)
+        app.state.writer = writer_limiter(store, config.concurrent_writes)
         app.state.backup_lock = anyio.Lock()
         # What start-up made (modules, routes, the OpenAPI models, SQLAlchemy's
         # caches: ~140,000 objects) lives as long as the process: moved out of the

@@ -33,6 +33,8 @@ class ServerConfig:
             (a revoked key stops working within this time).
         wait_max_s: The longest a long-poll ``wait`` may be asked to block.
         console_poll_s: How often the console's inbox refreshes itself.
+        concurrent_writes: Writes one worker process runs at once on a database that
+            takes several writers (PostgreSQL); SQLite takes one.
     """
 
     max_body_bytes: int = 5 * 1024 * 1024
@@ -41,6 +43,7 @@ class ServerConfig:
     auth_cache_ttl_s: float = 2.0
     wait_max_s: float = 60.0
     console_poll_s: float = 2.0
+    concurrent_writes: int = 4
 
 
 def is_loopback(host: str) -> bool:

@@ -88,7 +88,7 @@ async def append(
 
 async def append_message(
     store: Arquivo,
-    writer: CapacityLimiter | None,
+    writer: CapacityLimiter,
     user_id: str,
     session_id: str,
     body: MessageIn,
