@@ -51,7 +51,7 @@ def serve(
         import uvicorn
 
         from arquivo.server.config import SECRET_ENV, is_loopback
-        from arquivo.server.workers import APP_FACTORY, reuse_port_supported, run_workers
+        from arquivo.server.workers import APP_FACTORY, handoff_supported, run_workers
     except ImportError as exc:
         raise MissingDependencyError(
             f"the server needs the 'server' extra ({exc.name} is missing)",
@@ -87,9 +87,9 @@ def serve(
         f"console: http://{host}:{port}/console/  API docs: http://{host}:{port}/docs"
     )
     with _scheduled_backups(cli, every, keep_last, age):
-        if workers > 1 and reuse_port_supported():
-            # A socket per worker, so that the kernel spreads the connections (see
-            # arquivo.server.workers); uvicorn's workers would share one.
+        if workers > 1 and handoff_supported():
+            # Our supervisor hands each connection to the least busy worker (see
+            # arquivo.server.workers); uvicorn's workers would race for them.
             run_workers(host, port, workers, log_level, lambda text: err_console.print(text))
             return
         uvicorn.run(
