@@ -47,7 +47,7 @@ def not_found(name: str) -> NotFoundError:
 
 
 def _info(row: Any) -> CollectionInfo:
-    return CollectionInfo(row[0], row[1], row[2], row[3])
+    return CollectionInfo(row[0], row[1], row[2], row[3], int(row[4]))
 
 
 def _select_collection(_: DialectSupport) -> sa.Select[Any]:
@@ -57,7 +57,7 @@ def _select_collection(_: DialectSupport) -> sa.Select[Any]:
 
 
 def _select_collections(_: DialectSupport) -> sa.Select[Any]:
-    return sa.select(_C.name, _C.dimensions, _C.metric, _C.embedder).order_by(_C.name)
+    return sa.select(_C.name, _C.dimensions, _C.metric, _C.embedder, _C.id).order_by(_C.name)
 
 
 def _insert_collection(support: DialectSupport) -> Any:

@@ -186,21 +186,25 @@ class PgvectorBackend(NativeBackend):
         dimensions = collection.dimensions
         if dimensions is None:
             return []
-        vector_n = _VectorN(dimensions)
-        query = sa.cast(sa.bindparam("q", type_=Vector()), vector_n)
-        distance = sa.cast(_K.embedding, vector_n).op(
-            _OPERATORS[collection.metric], return_type=sa.Float
-        )(query)
         filtered = where is not None or user_id is not None
         ef_search = max(self.ef_search, 4 * int(k))
         values = {"q": embedding.astype(np.float32), "k": k}
         # Exact scans need SET LOCAL, so a transaction; ANN queries run in autocommit
         # (fewer round trips) with the HNSW settings kept per connection.
         with self._store.unit(write=exact) as driver:
-            cid, _ = self._collection_id(driver, collection.name)
+            # The row the caller's lookup found (one round trip fewer); dropped and
+            # made again since, it simply matches no chunk, as if asked a moment earlier.
+            cid = collection.row_id
+            if cid is None:
+                cid, _ = self._collection_id(driver, collection.name)
             key = (cid, dimensions, collection.metric)
             prepared = None if filtered else self._prepared.get(key)
             if prepared is None:
+                vector_n = _VectorN(dimensions)
+                query = sa.cast(sa.bindparam("q", type_=Vector()), vector_n)
+                distance = sa.cast(_K.embedding, vector_n).op(
+                    _OPERATORS[collection.metric], return_type=sa.Float
+                )(query)
                 conditions = self._conditions(cid, where=where, user_id=user_id)
                 # The collection id as a literal: a bound parameter could not prove
                 # that the query falls inside the partial index.

@@ -17,12 +17,15 @@ class CollectionInfo:
         dimensions: Width of its embeddings (``None`` until the first are added).
         metric: ``cosine``, ``l2`` or ``ip``.
         embedder: Name of the embedder that made its vectors, if known.
+        row_id: Its row in the native backend's collections table (``None`` from other
+            backends): a search given this info need not look the name up again.
     """
 
     name: str
     dimensions: int | None
     metric: str
     embedder: str | None
+    row_id: int | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
