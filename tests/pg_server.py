@@ -111,10 +111,12 @@ def _server_environment() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def embedded_postgres() -> Iterator[str]:
+def embedded_postgres(settings: dict[str, str] | None = None) -> Iterator[str]:
     """Start a fresh server; yield a ``postgresql+psycopg`` URL of its ``postgres`` database.
 
-    The user is the superuser ``postgres`` with trust auth. The server is stopped and its
+    ``settings`` (``{"shared_buffers": "512MB"}``, say) are set with ``ALTER SYSTEM`` and
+    the server restarted with them before the URL is yielded. The user is the superuser
+    ``postgres`` with trust auth. The server is stopped and its
     directory deleted on exit, at interpreter exit, and on SIGTERM; a server left by a run
     killed outright is reaped by the next call.
     """
@@ -170,8 +172,24 @@ def embedded_postgres() -> Iterator[str]:
                 f"postgresql+psycopg://postgres@/postgres"
                 f"?host={quote(str(info.socket_dir), safe='/')}&port={info.port}"
             )
-            with psycopg.connect(_libpq(url), connect_timeout=10) as conn:
+            with psycopg.connect(_libpq(url), connect_timeout=10, autocommit=True) as conn:
                 conn.execute("SELECT 1")
+                for name, value in (settings or {}).items():
+                    conn.execute(
+                        sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                            sql.Identifier(name), sql.Literal(value)
+                        )
+                    )
+            if settings:
+                from embedded_postgres._commands import pg_ctl
+
+                # pg_ctl keeps the first start's options (socket dir, no TCP).
+                pg_ctl(
+                    ["-w", "-l", str(server.log), "restart", "-m", "fast"],
+                    pgdata=data,
+                    user=server.system_user,
+                    timeout=60,
+                )
         except Exception as exc:
             details = "\n".join(record.getMessage() for record in collect.buffer[-2:])
             raise PostgresUnavailable(f"{type(exc).__name__}: {exc}\n{details}".strip()) from exc
