@@ -117,8 +117,9 @@ class PgvectorBackend(NativeBackend):
     ann_index = True
     #: The smallest HNSW candidate list a query searches (``hnsw.ef_search``; at least
     #: 4k). Measured on the benchmark's 100k sentence embeddings (m=16,
-    #: ef_construction=64): recall@10 0.82 at pgvector's default 40, 0.94 at 100,
-    #: 0.985 at 160, 0.994 at 240, for about 1.7x the latency of 100 at 160.
+    #: ef_construction=64), over several builds: recall@10 0.82-0.87 at pgvector's
+    #: default 40, 0.94-0.98 at 100, 0.96-0.99 at 128, 0.982-0.990 at 160, for about
+    #: 1.3x the latency of 100 at 160.
     ef_search = 160
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
