@@ -61,7 +61,8 @@ def _wait_for_startups(process: subprocess.Popen[bytes], log: Path, count: int) 
         time.sleep(0.2)
 
 
-def test_two_workers_share_a_burst_of_keep_alive_connections(tmp_path: Path) -> None:
+def _serve_two(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """``arquivo serve --workers 2`` on a free port: the process, the port, its log."""
     port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'arquivo.db'}"}
@@ -73,6 +74,11 @@ def test_two_workers_share_a_burst_of_keep_alive_connections(tmp_path: Path) -> 
             stderr=out,
             env=env,
         )
+    return process, port, log
+
+
+def test_two_workers_share_a_burst_of_keep_alive_connections(tmp_path: Path) -> None:
+    process, port, log = _serve_two(tmp_path)
     connections: list[socket.socket] = []
     try:
         _wait_for_startups(process, log, 2)
@@ -137,16 +143,7 @@ def test_a_dead_worker_is_replaced_and_a_taken_port_is_refused(tmp_path: Path) -
 
 
 def test_workers_leave_when_their_supervisor_is_killed(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'arquivo.db'}"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(ARQUIVO), "serve", "--port", str(port), "--workers", "2"],
-            stdout=out,
-            stderr=out,
-            env=env,
-        )
+    process, _, log = _serve_two(tmp_path)
     _wait_for_startups(process, log, 2)
     workers = [pid for pid in _descendants(process.pid) if Path(f"/proc/{pid}").exists()]
     assert len(workers) >= 2

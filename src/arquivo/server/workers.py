@@ -45,8 +45,6 @@ _BACKLOG = 2048
 _QUICK_EXIT_S = 10.0
 _STOP_GRACE_S = 30.0
 _REPORT_EVERY_S = 0.05
-# Sockets handed over per receive: a burst of new connections is taken in few calls.
-_FDS_PER_RECEIVE = 64
 
 
 def handoff_supported() -> bool:
@@ -101,12 +99,13 @@ def _worker(channel: socket.socket, closed: Any, index: int, log_level: str) -> 
             self, loop: asyncio.AbstractEventLoop, protocol: Callable[[], Any]
         ) -> None:
             while True:
+                # One message (one socket) per receive: SOCK_SEQPACKET keeps them apart.
                 try:
-                    message, fds, _, _ = socket.recv_fds(
-                        channel, _FDS_PER_RECEIVE, _FDS_PER_RECEIVE
-                    )
+                    message, fds, _, _ = socket.recv_fds(channel, 1, 1)
                 except (BlockingIOError, InterruptedError):
                     return
+                except OSError:
+                    message, fds = b"", []
                 if not message:  # the supervisor is gone: finish what is in flight, exit
                     loop.remove_reader(channel.fileno())
                     self.should_exit = True
