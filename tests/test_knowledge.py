@@ -377,8 +377,7 @@ def test_bulk_load_builds_the_index_at_the_end(kstore: Arquivo) -> None:
             )
             # Fresh statistics, so that the planner does not prefer a scan to the index.
             analyzed = connection.exec_driver_sql(
-                "SELECT last_analyze FROM pg_stat_user_tables "
-                "WHERE relname = 'knowledge_chunks'"
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'knowledge_chunks'"
             ).one()
         assert len(names) == 1
         assert analyzed.last_analyze is not None
