@@ -51,7 +51,12 @@ def serve(
         import uvicorn
 
         from arquivo.server.config import SECRET_ENV, is_loopback
-        from arquivo.server.workers import APP_FACTORY, handoff_supported, run_workers
+        from arquivo.server.workers import (
+            APP_FACTORY,
+            UVICORN_OPTIONS,
+            handoff_supported,
+            run_workers,
+        )
     except ImportError as exc:
         raise MissingDependencyError(
             f"the server needs the 'server' extra ({exc.name} is missing)",
@@ -94,13 +99,11 @@ def serve(
             return
         uvicorn.run(
             APP_FACTORY,
-            factory=True,
             host=host,
             port=port,
             workers=workers,
             log_level=log_level,
-            access_log=False,
-            proxy_headers=False,
+            **UVICORN_OPTIONS,
         )
 
 

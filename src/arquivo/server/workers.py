@@ -36,10 +36,12 @@ from typing import Any
 
 from arquivo.errors import ArquivoError, ConfigurationError
 
-__all__ = ["APP_FACTORY", "handoff_supported", "run_workers"]
+__all__ = ["APP_FACTORY", "UVICORN_OPTIONS", "handoff_supported", "run_workers"]
 
 #: The ASGI application factory every worker serves.
 APP_FACTORY = "arquivo.server.app:app_from_environment"
+#: How uvicorn serves it, here and under uvicorn's own supervisor alike.
+UVICORN_OPTIONS: dict[str, Any] = {"factory": True, "access_log": False, "proxy_headers": False}
 
 _BACKLOG = 2048
 _QUICK_EXIT_S = 10.0
@@ -134,13 +136,7 @@ def _worker(channel: socket.socket, closed: Any, index: int, log_level: str) -> 
             if not self.should_exit:
                 loop.call_later(_REPORT_EVERY_S, self._report_load, loop)
 
-    config = uvicorn.Config(
-        APP_FACTORY,
-        factory=True,
-        log_level=log_level,
-        access_log=False,
-        proxy_headers=False,
-    )
+    config = uvicorn.Config(APP_FACTORY, log_level=log_level, **UVICORN_OPTIONS)
     HandoffServer(config).run()
 
 
