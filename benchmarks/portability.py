@@ -10,8 +10,8 @@ For each database and size, a store is filled with conversation messages (80%) a
 metrics (20%); then, each in a fresh process so its peak memory can be read:
 
 - ``export``: ``arquivo.portability.export_data`` to a ``.jsonl`` file;
-- ``import``: ``import_data`` of that file into an empty database (both passes:
-  validate, then write, a transaction per batch);
+- ``import``: ``import_data`` of that file into an empty database (validate into a
+  scratch file, then write, a transaction per batch);
 - ``import --atomic``: the same with ``atomic=True`` (one pass, one transaction);
 - ``naive export``: what one writes by hand: the driver's ``fetchall()`` of each table,
   ``json.dumps`` per row (no types handled: timestamps as text via ``default=str``);
@@ -21,7 +21,9 @@ Figures: rows/s (target >= 50,000 for export and import), rows per CPU-second of
 measured process (what the job costs, whatever else the machine is running; on SQLite it
 includes the database's own work, on PostgreSQL the server's work is not in it), and the
 peak RSS growth of the process over its start (target: about the same at both sizes,
-i.e. memory stays flat). The ratio columns are arquivo / naive.
+i.e. memory stays flat). The ratio columns are arquivo / naive. Each job runs
+``--rounds`` times (default 3), the rounds interleaving the jobs; speeds are the median
+of the rounds and the peak is the highest.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import multiprocessing as mp
 import resource
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -100,14 +103,42 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _peak_mb() -> float:
+    """The process's peak RSS since the last reset (Linux's VmHWM)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Start the kernel's peak-RSS count afresh (Linux >= 4.0); False if it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        _peak_mb()
+    except OSError:
+        return False
+    return True
+
+
 class Meter:
-    """Wall time, CPU time and peak RSS growth of the block (RSS sampled every 5 ms)."""
+    """Wall time, CPU time and peak RSS growth of the block.
+
+    The peak is the kernel's own high-water mark, reset on entry: nothing runs beside
+    the measured code. (An RSS-sampling thread waking every 5 ms took the GIL from the
+    job thousands of times a run, and cost it 10-15% of its speed.) Where the mark
+    cannot be reset, RSS is sampled every 5 ms instead.
+    """
 
     def __enter__(self) -> Meter:
         self.base = self.peak = _rss_mb()
+        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        if not _reset_peak():
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         self.started = time.perf_counter()
         self.cpu_started = time.process_time()
         return self
@@ -119,8 +150,11 @@ class Meter:
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.started
         self.cpu = time.process_time() - self.cpu_started
-        self._stop.set()
-        self._thread.join()
+        if self._thread is None:
+            self.peak = max(self.peak, _peak_mb())
+        else:
+            self._stop.set()
+            self._thread.join()
         self.peak = max(self.peak, _rss_mb())
 
 
@@ -255,7 +289,7 @@ def databases(postgres: str | None, folder: Path) -> Iterator[Callable[[str], st
 
 
 def run(
-    label: str, new_url: Callable[[str], str], sizes: list[int], folder: Path
+    label: str, new_url: Callable[[str], str], sizes: list[int], folder: Path, rounds: int
 ) -> list[dict[str, Any]]:
     results = []
     for size in sizes:
@@ -264,21 +298,35 @@ def run(
         fill(source, size)
         path = folder / f"{label}-{size}.jsonl"
         naive_path = folder / f"{label}-{size}-naive.jsonl"
-        figures = {}
-        for name, url, file in (
-            ("export", source, path),
-            ("naive export", source, naive_path),
-            ("import", new_url(f"dst{size}"), path),
-            ("import --atomic", new_url(f"atomic{size}"), path),
-            ("naive import", new_url(f"naive{size}"), naive_path),
-        ):
-            rows, seconds, cpu, mb = measure(name, url, file)
-            assert rows == size, (name, rows, size)
-            figures[name] = (rows / seconds, rows / cpu, mb)
-            log(
-                f"[{label}] {size:>9} rows {name:<15} {rows / seconds:>10,.0f} rows/s "
-                f"{rows / cpu:>10,.0f} rows/CPU-s  peak +{mb:6.1f} MB"
+        # (job, the prefix of a new database to import into, or None: the source; file)
+        jobs = (
+            ("export", None, path),
+            ("naive export", None, naive_path),
+            ("import", "dst", path),
+            ("import --atomic", "atomic", path),
+            ("naive import", "naive", naive_path),
+        )
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _, _ in jobs}
+        # Rounds interleave the jobs, so a slow spell of the machine hits all of them;
+        # each figure is the median of its rounds (imports get a new database each).
+        for round_ in range(rounds):
+            for name, prefix, file in jobs:
+                url = source if prefix is None else new_url(f"{prefix}{size}r{round_}")
+                rows, seconds, cpu, mb = measure(name, url, file)
+                assert rows == size, (name, rows, size)
+                runs[name].append((rows / seconds, rows / cpu, mb))
+                log(
+                    f"[{label}] {size:>9} rows {name:<15} {rows / seconds:>10,.0f} rows/s "
+                    f"{rows / cpu:>10,.0f} rows/CPU-s  peak +{mb:6.1f} MB"
+                )
+        figures = {
+            name: (
+                statistics.median(r[0] for r in found),
+                statistics.median(r[1] for r in found),
+                max(r[2] for r in found),
             )
+            for name, found in runs.items()
+        }
         for step in ("export", "import", "import --atomic"):
             speed, cpu_speed, mb = figures[step]
             naive_speed, naive_cpu_speed, naive_mb = figures[f"naive {step.split()[0]}"]
@@ -306,18 +354,20 @@ def main() -> None:
     p.add_argument("--rows", help="two sizes, e.g. 100000,400000")
     p.add_argument("--postgres", help="also run on this PostgreSQL URL ('auto': embedded)")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.add_argument("--rounds", type=int, default=3, help="runs of each job (median; 1 if --quick)")
     args = p.parse_args()
+    rounds = 1 if args.quick else max(1, args.rounds)
     sizes = [2_000, 8_000] if args.quick else [100_000, 400_000]
     if args.rows:
         sizes = [int(part) for part in args.rows.split(",")]
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="arquivo-bench-") as folder:
         with databases(None, Path(folder)) as new_url:
-            results += run("sqlite", new_url, sizes, Path(folder))
+            results += run("sqlite", new_url, sizes, Path(folder), rounds)
         if args.postgres:
             try:
                 with databases(args.postgres, Path(folder)) as new_url:
-                    results += run("postgresql", new_url, sizes, Path(folder))
+                    results += run("postgresql", new_url, sizes, Path(folder), rounds)
             except Exception as exc:  # noqa: BLE001 - PostgreSQL is optional: say why
                 log(f"--postgres: skipped ({type(exc).__name__}: {exc})")
     print(

@@ -86,7 +86,11 @@ def test_backup_cli_errors_are_clear(tmp_path: Path) -> None:
     age = run("backup", "prune", "--max-age", "soon", env=env)
     assert age.returncode == 1
     assert "not a duration" in age.stderr
-    assert "Traceback" not in bad.stderr + age.stderr
+    # A folder name the OS refuses (found by the hostile CLI test): said, not a traceback.
+    long = run("backup", "list", "--dir", str(tmp_path / ("a" * 5000)))
+    assert long.returncode == 1
+    assert "File name too long" in long.stderr
+    assert "Traceback" not in bad.stderr + age.stderr + long.stderr
 
 
 def test_a_tampered_backup_fails_verify_in_the_cli(sqlite_backend: Backend, tmp_path: Path) -> None:

@@ -130,6 +130,15 @@ def test_the_default_database_is_the_seeds_sqlite_file(tmp_path: Path) -> None:
     assert rows[0][1:4] == ("user123", "theme", '"dark"')
 
 
+def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path: Path) -> None:
+    # Found by the hostile CLI test: the export worked, then printing its name crashed.
+    target = tmp_path / "a\udc80\udcfe.jsonl"  # the bytes a\x80\xfe.jsonl on disk
+    done = run("--url", f"sqlite:///{tmp_path / 'db.sqlite'}", "export", "--to", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "a\\udc80\\udcfe.jsonl" in "".join(done.stdout.split())  # (the table wraps it)
+    assert os.listdir(os.fsencode(tmp_path)).count(b"a\x80\xfe.jsonl") == 1
+
+
 def test_dot_env_and_environment_choose_the_database(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DATABASE_URL=sqlite:///./from_env_file.db\n")
     assert run("db", "upgrade", cwd=tmp_path).returncode == 0

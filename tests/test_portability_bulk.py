@@ -8,6 +8,7 @@ must keep the import's promises: idempotent, types kept, bad lines named.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from arquivo import Arquivo, ValidationError
 from arquivo.models import ConversationHistory, SystemMetric
 from arquivo.portability import export_data, import_data
+from conftest import Backend
 from test_portability import _end, _header, _pref, dump
 
 
@@ -173,3 +175,127 @@ def test_timestamps_in_any_iso_form_are_stored_as_the_same_instant(
             assert read == value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         else:
             assert read == value
+
+
+def test_the_default_import_reads_its_file_once(
+    store: Arquivo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check pass keeps the converted rows in a scratch file, so the write pass
+    # needs neither a second parse nor a file that stays the same meanwhile.
+    from arquivo.portability import importer
+
+    opened: list[Path] = []
+    real = importer.open_binary
+
+    def counting(path: Path) -> Any:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(importer, "open_binary", counting)
+    path = tmp_path / "prefs.jsonl"
+    lines = [_header(), *(_pref(i) for i in range(1, 41)), _end(user_preferences=40)]
+    path.write_text("\n".join(lines) + "\n")
+    report = import_data(store, path, batch_size=7)
+    assert report.inserted["user_preferences"] == 40
+    assert opened == [path]
+    assert store.preferences.all("u")["k40"] == 40
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_json_documents_keep_their_values_whatever_they_hold(
+    store: Arquivo, tmp_path: Path, atomic: bool
+) -> None:
+    # Documents from the file are written by orjson when it writes what json.loads
+    # reads back equal; null (NaN and infinities come out of orjson as null), integers
+    # beyond 64 bits and lone surrogates take the json module's route.
+    documents: list[Any] = [
+        {"tokens": 12, "cost": 0.25, "tags": ["a", "é", "😀"], "deep": {"x": [1, [2, [3]]]}},
+        {"none": None, "empty": {}, "list": []},
+        {"big": 2**70, "neg": -(2**65)},
+        [1.5, 2.25, "x", False, None],
+        {'key with "quotes"': "\\ back \n line \u2028"},
+        "plain text",
+        7,
+        2.5,
+        True,
+    ]
+    # SQLite's JSON text only: JSONB refuses these (PostgreSQL says so, naming the line)
+    # or keeps numbers as numeric (1e300 comes back an integer).
+    sqlite = store.dialect == "sqlite"
+    if sqlite:
+        documents += [
+            {"inf": float("inf"), "minus": float("-inf")},
+            {"lone": "\ud800 x"},
+            [-0.0, 1e300, 5e-324],
+        ]
+    path = tmp_path / "docs.jsonl"
+    lines = [
+        _header(),
+        *(_pref(i, value=doc) for i, doc in enumerate(documents, 1)),
+        _pref(99).replace('"value": 99', '"value": {"nan": NaN}' if sqlite else '"value": 0'),
+        _end(user_preferences=len(documents) + 1),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = import_data(store, path, atomic=atomic)
+    assert report.inserted["user_preferences"] == len(documents) + 1
+    values = store.preferences.all("u")
+    for i, doc in enumerate(documents, 1):
+        assert values[f"k{i}"] == doc, doc
+        assert type(values[f"k{i}"]) is type(doc)
+    if sqlite:
+        nan = values["k99"]["nan"]
+        assert isinstance(nan, float)
+        assert math.isnan(nan)
+
+
+def test_rows_of_many_type_signatures_are_checked_alike(
+    store: Arquivo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loader remembers a few signatures (the types of a row's values); rows beyond
+    # what it remembers are converted the same way, and a bad one is still named.
+    from arquivo.portability import codec
+
+    monkeypatch.setattr(codec, "_MAX_SIGNATURES", 2)
+    rows = []
+    for i in range(1, 25):
+        rows.append(
+            {
+                "id": i,
+                "user_id": "u",
+                "session_id": "s",
+                "role": "user",
+                "content": f"c{i}",
+                "model": None if i % 2 else "m",
+                "workspace_path": None if i % 3 else "/w",
+                "extra_data": [None, {"a": i}, [i], "t", i, 1.5][i % 6],
+                "created_at": f"2026-03-01T12:00:{i:02d}+00:00",
+            }
+        )
+    path = tmp_path / "sig.jsonl"
+    lines = [_header(), *(_line("conversation_history", row) for row in rows)]
+    path.write_text("\n".join([*lines, _end(conversation_history=24)]) + "\n")
+    assert import_data(store, path).inserted["conversation_history"] == 24
+    stored = {m.id: m for m in store.conversations.history("u", "s")}
+    for row in rows:
+        message = stored[row["id"]]
+        assert (message.model, message.workspace_path) == (row["model"], row["workspace_path"])
+        assert message.extra_data == row["extra_data"]
+    bad = dict(rows[0], id=100, model="m" * 256)
+    path.write_text(
+        "\n".join([*lines, _line("conversation_history", bad), _end(conversation_history=25)])
+        + "\n"
+    )
+    with pytest.raises(ValidationError, match=r"line 26: .*column model: longer than 255"):
+        import_data(store, path)
+
+
+def test_a_bulk_load_gives_its_connection_back_as_it_was(sqlite_backend: Backend) -> None:
+    from arquivo.db.dialects import get_dialect
+
+    with Arquivo.open(sqlite_backend.url) as store, store.engine.connect() as connection:
+        support = get_dialect(store.dialect)
+        raw: Any = connection.connection.driver_connection
+        before = raw.execute("PRAGMA cache_size").fetchone()[0]
+        with support.bulk_loading(connection):
+            assert raw.execute("PRAGMA cache_size").fetchone()[0] == -16384
+        assert raw.execute("PRAGMA cache_size").fetchone()[0] == before

@@ -135,6 +135,32 @@ def test_disk_full_on_a_small_volume_raises_storage_full_and_loses_nothing() -> 
             ledger.verified += _verify_messages(store, acked, rejected)
 
 
+@pytest.mark.sqlite_only
+def test_an_import_whose_scratch_disk_fills_up_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import's scratch file (its checked rows) on a full tmpfs: a clear error, no rows."""
+    from arquivo.portability import export_data, import_data
+
+    source_url = f"sqlite:///{tmp_path / 'source.db'}"
+    with Arquivo.open(source_url) as source:
+        source.conversations.append_many(
+            "u", "s", [{"role": "user", "content": f"{i}|{CONTENT}"} for i in range(600)]
+        )
+        export_data(source, tmp_path / "all.jsonl")
+    with small_volume(1) as volume, Arquivo.open(f"sqlite:///{tmp_path / 'target.db'}") as target:
+        monkeypatch.setattr(tempfile, "tempdir", str(volume))
+        with pytest.raises(StorageFullError) as caught:
+            import_data(target, tmp_path / "all.jsonl", batch_size=50)
+        assert "TMPDIR" in caught.value.hint
+        assert "nothing was imported" in caught.value.hint
+        assert target.conversations.history("u", "s") == []
+        assert list(volume.iterdir()) == []  # the unnamed file went with its descriptor
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        report = import_data(target, tmp_path / "all.jsonl", batch_size=50)
+        assert report.inserted["conversation_history"] == 600
+
+
 def _capped_writer(out: int, url: str, headroom: int) -> None:
     """Write with RLIMIT_FSIZE just above the database's size: writes past it get EFBIG."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills us instead

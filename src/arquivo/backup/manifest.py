@@ -281,9 +281,12 @@ def scan(directory: Path) -> tuple[list[BackupInfo], list[IncompleteBackup]]:
     """The complete backups in ``directory`` (newest first) and the folders that are not."""
     complete: list[BackupInfo] = []
     incomplete: list[IncompleteBackup] = []
-    if not directory.is_dir():
-        return complete, incomplete
-    for entry in sorted(directory.iterdir()):
+    # A name the OS refuses (too long, say) raises from is_dir(), not only from reads.
+    with os_errors("cannot read the backup folder"):
+        if not directory.is_dir():
+            return complete, incomplete
+        entries = sorted(directory.iterdir())
+    for entry in entries:
         if not entry.is_dir() or entry.is_symlink():
             continue
         if entry.name.startswith(PARTIAL_PREFIX):

@@ -75,7 +75,18 @@ def root(
     ] = False,
 ) -> None:
     """Arquivo: everything an AI agent app must not lose, in one database."""
+    _tolerant_output()
     ctx.obj = CliState(url=url)
+
+
+def _tolerant_output() -> None:
+    # A file name that is not UTF-8 reaches Python as text with lone surrogates, which
+    # a strict stream refuses to print: the command would fail after doing its work.
+    # Such characters are printed escaped (\udcff) instead.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def main() -> None:

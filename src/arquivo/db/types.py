@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from orjson import JSONEncodeError
+from orjson import dumps as orjson_dumps
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import ischema_names as pg_ischema_names
@@ -194,6 +196,23 @@ class _SQLiteJSON(TypeDecorator[Any]):
                 return dumps(value).encode()
             return value if text is None else text(value)
 
+        def from_json(value: Any) -> Any:
+            # A document just parsed from JSON text holds only JSON's own types, for
+            # which orjson writes (10x faster) a text that json.loads reads back equal.
+            # Except: NaN and infinities, which orjson writes as null; a document
+            # showing null takes the general path (so does anything orjson refuses:
+            # integers beyond 64 bits, lone surrogates, very deep nesting).
+            if type(value) is dict or type(value) is list:
+                try:
+                    out = orjson_dumps(value)
+                except JSONEncodeError:
+                    return process(value)
+                if b"null" not in out:
+                    return out.decode()
+            return process(value)
+
+        # Found by bulk loaders that hold parsed JSON (see arquivo.portability.codec).
+        process.from_json = from_json  # type: ignore[attr-defined]
         return process
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:

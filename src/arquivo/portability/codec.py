@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import operator
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -360,18 +361,90 @@ class TableCodec:
             The function, raising :class:`DecodeError` naming the column of a bad value.
         """
         binds = binds or {}
-        steps = [
-            _bind_only(binds.get(name))
+        shapes = [
+            _Shape(None, None, None, False, _bind_only(binds.get(name)))
             if name in as_is
-            else _column_step(self.columns[name], binds.get(name), key=name in self.primary_key)
+            else _Shape.of(self.columns[name], binds.get(name), key=name in self.primary_key)
             for name in names
         ]
-        pairs = list(zip(names, steps, strict=True))
+        steps = [shape.step for shape in shapes]
+        getter = operator.itemgetter(*names)
+        single = len(names) == 1
+        # Per set of value types (a "signature", e.g. a nullable column holding null in
+        # some rows): which values need a length check, and which a call. The common
+        # rows then cost a few C calls and the calls of the columns that convert.
+        plans: dict[tuple[type, ...], tuple[list[tuple[int, int]], list[tuple[int, Convert]]]] = {}
+
+        def plan(
+            signature: tuple[type, ...],
+        ) -> tuple[list[tuple[int, int]], list[tuple[int, Convert]]]:
+            limits: list[tuple[int, int]] = []
+            calls: list[tuple[int, Convert]] = []
+            for index, (kind, shape, step) in enumerate(zip(signature, shapes, steps, strict=True)):
+                if kind is type(None) and shape.null_passes:
+                    continue
+                if kind is shape.kind:
+                    if shape.limit is not None:
+                        limits.append((index, shape.limit))
+                    if shape.convert is not None:
+                        calls.append((index, shape.convert))
+                else:
+                    calls.append((index, step))  # checks (and words the error) itself
+            if len(plans) < _MAX_SIGNATURES:
+                plans[signature] = (limits, calls)
+            return limits, calls
 
         def load(row: Mapping[str, Any]) -> tuple[Any, ...]:
-            return tuple([step(row[name]) for name, step in pairs])
+            values: Any = (getter(row),) if single else getter(row)
+            signature = tuple(map(type, values))
+            found = plans.get(signature)
+            limits, calls = plan(signature) if found is None else found
+            if not calls and not limits:
+                return values  # type: ignore[no-any-return]
+            values = list(values)
+            for index, limit in limits:
+                if len(values[index]) > limit:
+                    steps[index](values[index])  # raises DecodeError, naming the column
+            for index, call in calls:
+                values[index] = call(values[index])
+            return tuple(values)
 
         return load
+
+
+#: Signatures remembered per loader: a real file has a few; a hostile one, any number.
+_MAX_SIGNATURES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A column's common case, which :meth:`TableCodec.loader` handles without its step.
+
+    Attributes:
+        kind: The exact type of a value that needs no check beyond :attr:`limit`
+            (``None``: every value goes through the step).
+        limit: The longest text the column takes, if bounded.
+        convert: The call turning such a value into the driver's (``None``: as is).
+        null_passes: Whether null is stored as is (a nullable column, not a key).
+        step: The column's step, for anything else (see :func:`_column_step`).
+    """
+
+    kind: type | None
+    limit: int | None
+    convert: Convert | None
+    null_passes: bool
+    step: Convert
+
+    @classmethod
+    def of(cls, codec: ColumnCodec, bind: Convert | None, *, key: bool) -> _Shape:
+        """The shape of ``codec``'s column, mirroring :func:`_column_step`'s fast paths."""
+        step = _column_step(codec, bind, key=key)
+        null_passes = codec.nullable and not key
+        decode, length = codec.decode, codec.max_length
+        exact = _AS_IS.get(decode) if decode is not None else codec.expected
+        if decode is _datetime_in or exact is None:
+            return cls(None, None, None, null_passes, step)  # timestamps, documents
+        return cls(exact, length if exact is str else None, bind, null_passes, step)
 
 
 def _bind_only(bind: Convert | None) -> Convert:
@@ -450,6 +523,8 @@ def _column_step(codec: ColumnCodec, bind: Convert | None, *, key: bool) -> Conv
 
         return decoded
     if decode is None:  # JSON documents, and types passed through as JSON
+        # A type with a faster route from parsed JSON (_SQLiteJSON: orjson).
+        bind = getattr(bind, "from_json", bind)
 
         def document(value: Any) -> Any:
             if value is None:

@@ -1,26 +1,28 @@
 """Reading an export file back into a store, idempotently.
 
-By default, two passes over the file, both streaming:
+By default, two phases; the file is read once:
 
 1. **validate**: every line is parsed and checked against the schema (known table and
-   columns, key present, each value of its column's type and length), and the row
-   counts are compared with the file's last line. A bad or truncated file raises
-   :class:`~arquivo.errors.ValidationError` naming the line, and nothing is written.
-2. **import**: rows are inserted in batches, keeping their ids; a row whose primary or
-   unique key is already taken is skipped (counted in ``skipped``), so importing the
-   same file twice adds nothing the second time. On PostgreSQL the id sequences are
-   moved past the imported ids afterwards.
+   columns, key present, each value of its column's type and length), converted to
+   the driver's values, and kept in a scratch file (:mod:`arquivo.portability.spill`);
+   the row counts are compared with the file's last line. A bad or truncated file
+   raises :class:`~arquivo.errors.ValidationError` naming the line, and nothing is
+   written.
+2. **import**: the checked batches are inserted, keeping their ids; a row whose
+   primary or unique key is already taken is skipped (counted in ``skipped``), so
+   importing the same file twice adds nothing the second time. On PostgreSQL the id
+   sequences are moved past the imported ids afterwards.
 
 Each batch commits on its own by default, so SQLite's write lock is never held for
 long. If the database refuses a row that passed validation (a foreign key to a row
 that is neither in the file nor in the database), the batch holding it is rolled back,
 the error names its line, and the batches before it stay imported: fix the file and run
 the import again (rows already in are skipped). ``atomic=True`` runs the whole import
-as one transaction instead: all or nothing. Then one pass is enough: each line is
-checked and inserted as it is read, and any bad line, or a wrong count at the end,
-rolls the whole transaction back, so nothing is written either.
+as one transaction instead: all or nothing, and no scratch file. Each line is checked
+and inserted as it is read, and any bad line, or a wrong count at the end, rolls the
+whole transaction back, so nothing is written either.
 
-Each line is parsed once per pass (orjson; the json module for the rare line orjson
+Each line is parsed once (orjson; the json module for the rare line orjson
 would read differently), and each value goes from JSON to the driver's value in one step:
 checked, decoded, then through its column type's bind processor, so what is stored is
 what the ORM would store. A batch is then written by the database's bulk route: on
@@ -58,6 +60,7 @@ from arquivo.portability.fileformat import (
     open_binary,
 )
 from arquivo.portability.scope import schema_tables
+from arquivo.portability.spill import Spill
 
 if TYPE_CHECKING:
     from arquivo.store import Arquivo
@@ -277,34 +280,6 @@ def _check_columns(path: Path, number: int, codec: TableCodec, row: dict[str, An
             )
 
 
-class _Checker:
-    """The first pass's checks of every row's values (nothing is converted for good)."""
-
-    def __init__(self, path: Path, codecs: dict[str, TableCodec]) -> None:
-        self.path = path
-        self.codecs = codecs
-        self._loaders: dict[tuple[str, frozenset[str]], Callable[[dict[str, Any]], Any]] = {}
-
-    def run(self, reading: _Pass) -> None:
-        """Check every row of ``reading`` (and so its structure too)."""
-        current: str | None = None
-        columns: frozenset[str] = frozenset()
-        check: Callable[[dict[str, Any]], Any] | None = None
-        for number, table, row in reading.rows():
-            if table != current or row.keys() != columns:
-                current, columns = table, frozenset(row)
-                check = self._loaders.get((table, columns))
-                if check is None:
-                    codec = self.codecs[table]
-                    _check_columns(self.path, number, codec, row)
-                    check = self._loaders[(table, columns)] = codec.loader(list(row))
-            assert check is not None
-            try:
-                check(row)
-            except DecodeError as exc:
-                raise _FileError(self.path, number, f"table {table}: {exc}") from None
-
-
 class _Writer:
     """Batches of rows of one table, inserted skipping rows whose key is taken.
 
@@ -441,8 +416,9 @@ def import_data(
 ) -> ImportReport:
     """Import an export file into the store, keeping ids; idempotent.
 
-    The file is checked completely before anything is written, or, with ``atomic``,
-    while it is written in one transaction that any problem rolls back (see the module
+    The file is read once and checked completely (into a scratch file, about the size
+    of the data, in ``TMPDIR``) before anything is written, or, with ``atomic``, while
+    it is written in one transaction that any problem rolls back (see the module
     docstring); rows whose key is already taken are skipped, so running the same import
     again, or importing into a store that already holds part of the data, is safe.
 
@@ -461,6 +437,7 @@ def import_data(
         ValidationError: The file is missing, malformed, truncated or from a newer
             Arquivo (with its line number); nothing was written. Also raised, naming
             the line, when the database refuses a row (see the module docstring).
+        StorageFullError: The scratch file's disk is full; nothing was written.
     """
     started = time.perf_counter()
     path = Path(path)
@@ -468,32 +445,19 @@ def import_data(
         raise ValidationError(f"batch_size must be positive, not {batch_size}")
     tables = {table.name: table for table in schema_tables()}
     codecs = {name: TableCodec(table) for name, table in tables.items()}
-    stamp = _stamp(path)
-    checked: _Pass | None = None
-    if not atomic:
-        checked = _Pass(path, codecs, progress=progress)
-        _Checker(path, codecs).run(checked)
-        _check_unchanged(path, stamp)
     support = get_dialect(store.dialect)
-    with translate_errors(store.dialect), store.engine.connect() as connection:
+    # The atomic import reports its one pass as "import"; the other, "validate" first.
+    reading = _Pass(path, codecs, progress=None if atomic else progress)
+    with (
+        translate_errors(store.dialect),
+        store.engine.connect() as connection,
+        support.bulk_loading(connection),
+    ):
         writer = _Writer(connection, support, path, atomic=atomic)
-        transaction = connection.begin() if atomic else None
-        # Atomic: one pass checks and writes; anything wrong rolls it all back.
-        reading = _Pass(path, codecs)
-        totals = checked.counts if checked is not None else {}
-        try:
-            _import_rows(reading, codecs, totals, writer, batch_size, progress)
-            if checked is None:
-                _check_unchanged(path, stamp)
-            writer.finish(tables)
-        except BaseException:
-            if transaction is not None:
-                transaction.rollback()
-            elif writer.touched:
-                writer.finish(tables)  # the committed batches still need their sequences
-            raise
-        if transaction is not None:
-            transaction.commit()
+        if atomic:
+            _import_atomic(reading, codecs, writer, tables, batch_size, progress)
+        else:
+            _import_checked(reading, codecs, writer, tables, batch_size, progress)
     header, counts = reading.header, reading.counts
     inserted = {name: writer.inserted.get(name, 0) for name in tables}
     return ImportReport(
@@ -508,6 +472,57 @@ def import_data(
     )
 
 
+def _import_checked(
+    reading: _Pass,
+    codecs: dict[str, TableCodec],
+    writer: _Writer,
+    tables: dict[str, Table],
+    batch_size: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """Check and convert the whole file into a scratch file, then write its batches,
+    each in its own transaction."""
+    with Spill[_Plan]() as spill:
+        for plan, numbers, rows in _batches(reading, codecs, writer, batch_size):
+            spill.add(plan, numbers, rows)
+        # The whole file is read and checked: from here on it is not read again.
+        done: dict[str, int] = {}
+        try:
+            for plan, numbers, rows in spill.batches():
+                writer.write(plan, numbers, rows)
+                name = plan.table.name
+                done[name] = done.get(name, 0) + len(rows)
+                if progress is not None:
+                    progress(Progress("import", name, done[name], reading.counts.get(name)))
+            writer.finish(tables)
+        except BaseException:
+            if writer.touched:
+                writer.finish(tables)  # the committed batches still need their sequences
+            raise
+
+
+def _import_atomic(
+    reading: _Pass,
+    codecs: dict[str, TableCodec],
+    writer: _Writer,
+    tables: dict[str, Table],
+    batch_size: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """One pass checks and writes in one transaction; anything wrong rolls it all back."""
+    stamp = _stamp(reading.path)
+    done: dict[str, int] = {}
+    with writer.connection.begin():  # rolled back by any exception
+        for plan, numbers, rows in _batches(reading, codecs, writer, batch_size):
+            writer.write(plan, numbers, rows)
+            name = plan.table.name
+            done[name] = done.get(name, 0) + len(rows)
+            if progress is not None:
+                progress(Progress("import", name, done[name], None))
+        _check_unchanged(reading.path, stamp)
+        writer.finish(tables)
+
+
 def _check_unchanged(path: Path, stamp: tuple[int, int]) -> None:
     if _stamp(path) != stamp:
         raise ValidationError(
@@ -515,36 +530,23 @@ def _check_unchanged(path: Path, stamp: tuple[int, int]) -> None:
         )
 
 
-def _import_rows(
-    reading: _Pass,
-    codecs: dict[str, TableCodec],
-    totals: dict[str, int],
-    writer: _Writer,
-    batch_size: int,
-    progress: ProgressCallback | None,
-) -> None:
+def _batches(
+    reading: _Pass, codecs: dict[str, TableCodec], writer: _Writer, batch_size: int
+) -> Iterator[tuple[_Plan, list[int], list[tuple[Any, ...]]]]:
+    """The file's rows, checked and converted to the driver's values, in batches of
+    one plan (with the line number of each row)."""
     numbers: list[int] = []
     rows: list[tuple[Any, ...]] = []
-    current: str | None = None
     plan: _Plan | None = None
+    current: str | None = None
     columns: frozenset[str] = frozenset()
-    done: dict[str, int] = {}
-
-    def flush() -> None:
-        if not rows or current is None or plan is None:
-            return
-        writer.write(plan, numbers, rows)
-        done[current] = done.get(current, 0) + len(rows)
-        if progress is not None:
-            progress(Progress("import", current, done[current], totals.get(current)))
-        numbers.clear()
-        rows.clear()
-
     for number, table, row in reading.rows():
         # One INSERT needs the same columns in every row: a change of table or of the
         # columns present (a file from an older schema) starts a new batch.
         if table != current or row.keys() != columns or len(rows) >= batch_size:
-            flush()
+            if rows and plan is not None:
+                yield plan, numbers, rows
+                numbers, rows = [], []
             current, columns = table, frozenset(row)
             plan = writer.plan(codecs[table], row, number)
         assert plan is not None
@@ -556,4 +558,5 @@ def _import_rows(
             raise _FileError(reading.path, number, f"table {table}: {exc}") from None
         numbers.append(number)
         rows.append(values)
-    flush()
+    if rows and plan is not None:
+        yield plan, numbers, rows

@@ -189,6 +189,14 @@ class DialectSupport:
         """
         return None
 
+    @contextlib.contextmanager
+    def bulk_loading(self, connection: Connection) -> Iterator[None]:
+        """Settings of ``connection`` for inserting many rows, undone on leaving.
+
+        Used outside any transaction (by imports); the default changes nothing.
+        """
+        yield
+
     def returning_id(self, statement: Insert, column: ColumnElement[Any]) -> ClauseElement:
         """``statement`` made to report the new row's id to :meth:`Driver.insert`."""
         return statement.returning(column)
