@@ -7,8 +7,10 @@ must keep the import's promises: idempotent, types kept, bad lines named.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -295,7 +297,17 @@ def test_a_bulk_load_gives_its_connection_back_as_it_was(sqlite_backend: Backend
     with Arquivo.open(sqlite_backend.url) as store, store.engine.connect() as connection:
         support = get_dialect(store.dialect)
         raw: Any = connection.connection.driver_connection
-        before = raw.execute("PRAGMA cache_size").fetchone()[0]
+        pragmas = ("cache_size", "wal_autocheckpoint")
+        before = [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas]
         with support.bulk_loading(connection):
-            assert raw.execute("PRAGMA cache_size").fetchone()[0] == -16384
-        assert raw.execute("PRAGMA cache_size").fetchone()[0] == before
+            during = [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas]
+            assert during == [-16384, 20_000]
+            raw.execute(
+                "INSERT INTO system_metrics (operation, duration_ms, success) VALUES ('op', 1.0, 1)"
+            )
+        assert [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas] == before
+        # The WAL was folded into the database file on the way out: a reader of the file
+        # alone (immutable: no WAL) sees the row.
+        path = raw.execute("PRAGMA database_list").fetchone()[2]
+        with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as alone:
+            assert alone.execute("SELECT count(*) FROM system_metrics").fetchone()[0] == 1

@@ -401,13 +401,17 @@ class TableCodec:
             limits, calls = plan(signature) if found is None else found
             if not calls and not limits:
                 return values  # type: ignore[no-any-return]
-            values = list(values)
+            converted = list(values)
             for index, limit in limits:
-                if len(values[index]) > limit:
-                    steps[index](values[index])  # raises DecodeError, naming the column
-            for index, call in calls:
-                values[index] = call(values[index])
-            return tuple(values)
+                if len(converted[index]) > limit:
+                    steps[index](converted[index])  # raises DecodeError, naming the column
+            try:
+                for index, call in calls:
+                    converted[index] = call(converted[index])
+            except ValueError:
+                # A text that is not a timestamp: the steps word the error.
+                return tuple([step(value) for step, value in zip(steps, values, strict=True)])
+            return tuple(converted)
 
         return load
 
@@ -442,8 +446,13 @@ class _Shape:
         null_passes = codec.nullable and not key
         decode, length = codec.decode, codec.max_length
         exact = _AS_IS.get(decode) if decode is not None else codec.expected
+        from_text = getattr(bind, "from_text", None)
+        if decode is _datetime_in and from_text is not None:
+            # A timestamp's text, bound straight to the stored layout (ValueError if it
+            # is not one: the loader then takes the step).
+            return cls(str, None, from_text, null_passes, step)
         if decode is _datetime_in or exact is None:
-            return cls(None, None, None, null_passes, step)  # timestamps, documents
+            return cls(None, None, None, null_passes, step)  # other timestamps, documents
         return cls(exact, length if exact is str else None, bind, null_passes, step)
 
 

@@ -90,43 +90,24 @@ _DIGIT_MAP = bytes(ord("0") if ord("0") <= code <= ord("9") else ord(" ") for co
 _LONG_NUMBER = b"0" * 19
 
 
-def _parse(line: bytes) -> Any:
-    """One line's JSON value, read exactly as the json module reads it.
+_BLANK = object()
 
-    orjson is several times faster; the json module takes the lines orjson would read
-    differently (integers beyond 64 bits) or refuses (NaN, lone surrogates, numbers
-    beyond a double), so the same files import as before.
+
+def _parse_slowly(path: Path, number: int, line: bytes) -> Any:
+    """A line orjson would read differently (integers beyond 64 bits) or refuses (NaN,
+    lone surrogates, numbers beyond a double, or not JSON at all), read by the json
+    module, so the same files import as before; ``_BLANK`` for a blank line.
 
     Raises:
-        json.JSONDecodeError: The line is not JSON.
+        _FileError: The line is not JSON.
         UnicodeDecodeError: The line is not UTF-8.
     """
-    if _LONG_NUMBER not in line.translate(_DIGIT_MAP):
-        try:
-            return orjson.loads(line)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(line.decode("utf-8"))
-
-
-def _read(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON) for every non-blank line of the file."""
-    number = 0
-    with open_binary(path) as lines:
-        try:
-            for number, line in enumerate(lines, 1):
-                try:
-                    yield number, _parse(line)
-                except json.JSONDecodeError as exc:
-                    if not line.strip():
-                        continue
-                    raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
-        except UnicodeDecodeError as exc:
-            raise _FileError(path, number, "not UTF-8 text") from exc
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise _FileError(
-                path, number + 1, f"the compressed data is damaged or cut short ({exc})"
-            ) from exc
+    try:
+        return json.loads(line.decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        if not line.strip():
+            return _BLANK
+        raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -184,24 +165,50 @@ class _Pass:
     def rows(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
         """(line number, table, row) for every row line, in file order."""
         path, codecs, counts, progress = self.path, self.codecs, self.counts, self.progress
+        loads, digits, long_number = orjson.loads, _DIGIT_MAP, _LONG_NUMBER
         header: dict[str, Any] | None = None
         end: dict[str, Any] | None = None
-        last = 0
-        for number, value in _read(path):
-            last = number
-            if header is None:
-                header = self.header = _check_header(path, value)
-                continue
-            if end is not None:
-                raise _FileError(path, number, "there is more after the end line")
-            if isinstance(value, dict) and value.get("end") is True:
-                end = value
-                continue
-            table, row = _row_parts(path, number, value, codecs)
-            done = counts[table] = counts.get(table, 0) + 1
-            if progress is not None and done % _PROGRESS_EVERY == 0:
-                progress(Progress("validate", table, done, None))
-            yield number, table, row
+        last = number = 0
+        between = False  # after the header, before the end line
+        with open_binary(path) as lines:
+            try:
+                for number, line in enumerate(lines, 1):
+                    value: Any = _BLANK
+                    if long_number not in line.translate(digits):
+                        try:
+                            value = loads(line)
+                        except orjson.JSONDecodeError:
+                            value = _BLANK  # the json module reads it, or says what is wrong
+                    if value is _BLANK:
+                        value = _parse_slowly(path, number, line)
+                        if value is _BLANK:
+                            continue
+                    last = number
+                    # Nearly every line: {"table": <a known table>, "row": {...}}.
+                    if between and type(value) is dict and len(value) == 2:
+                        table, row = value.get("table"), value.get("row")
+                        if type(row) is dict and type(table) is str and table in codecs:
+                            done = counts[table] = counts.get(table, 0) + 1
+                            if progress is not None and done % _PROGRESS_EVERY == 0:
+                                progress(Progress("validate", table, done, None))
+                            yield number, table, row
+                            continue
+                    if header is None:
+                        header = self.header = _check_header(path, value)
+                        between = True
+                        continue
+                    if end is not None:
+                        raise _FileError(path, number, "there is more after the end line")
+                    if isinstance(value, dict) and value.get("end") is True:
+                        end, between = value, False
+                        continue
+                    _refuse_row(path, number, value, codecs)
+            except UnicodeDecodeError as exc:
+                raise _FileError(path, number, "not UTF-8 text") from exc
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise _FileError(
+                    path, number + 1, f"the compressed data is damaged or cut short ({exc})"
+                ) from exc
         if header is None:
             raise _FileError(path, 1, "the file is empty")
         if end is None:
@@ -221,22 +228,19 @@ class _Pass:
             )
 
 
-def _row_parts(
-    path: Path, number: int, value: Any, codecs: dict[str, TableCodec]
-) -> tuple[str, dict[str, Any]]:
+def _refuse_row(path: Path, number: int, value: Any, codecs: dict[str, TableCodec]) -> None:
+    """Raise the error of a line that is not a row of a known table."""
     if not isinstance(value, dict) or len(value) != 2 or "table" not in value or "row" not in value:
         raise _FileError(path, number, 'expected {"table": ..., "row": {...}}')
-    table, row = value["table"], value["row"]
-    if table not in codecs:
+    table = value["table"]
+    if not isinstance(table, str) or table not in codecs:
         raise _FileError(
             path,
             number,
             f"unknown table {table!r}",
             hint="the file comes from a newer Arquivo, or is not an Arquivo export",
         )
-    if not isinstance(row, dict):
-        raise _FileError(path, number, "the row is not a JSON object")
-    return table, row
+    raise _FileError(path, number, "the row is not a JSON object")
 
 
 @dataclass(frozen=True, slots=True)
