@@ -458,10 +458,7 @@ def import_data(
         support.bulk_loading(connection),
     ):
         writer = _Writer(connection, support, path, atomic=atomic)
-        if atomic:
-            _import_atomic(reading, codecs, writer, tables, batch_size, progress)
-        else:
-            _import_checked(reading, codecs, writer, tables, batch_size, progress)
+        _import(reading, codecs, writer, tables, batch_size, progress)
     header, counts = reading.header, reading.counts
     inserted = {name: writer.inserted.get(name, 0) for name in tables}
     return ImportReport(
@@ -476,7 +473,7 @@ def import_data(
     )
 
 
-def _import_checked(
+def _import(
     reading: _Pass,
     codecs: dict[str, TableCodec],
     writer: _Writer,
@@ -484,20 +481,23 @@ def _import_checked(
     batch_size: int,
     progress: ProgressCallback | None,
 ) -> None:
-    """Check and convert the whole file into a scratch file, then write its batches,
-    each in its own transaction."""
+    """Atomic: one pass checks and writes in one transaction, which anything wrong rolls
+    back. Else: check and convert the whole file into a scratch file, then write its
+    batches, each in its own transaction."""
+    batches = _batches(reading, codecs, writer, batch_size)
+    if writer.atomic:
+        stamp = _stamp(reading.path)
+        with writer.connection.begin():  # rolled back by any exception
+            _write_all(writer, batches, progress, None)
+            _check_unchanged(reading.path, stamp)
+            writer.finish(tables)
+        return
     with Spill[_Plan]() as spill:
-        for plan, numbers, rows in _batches(reading, codecs, writer, batch_size):
+        for plan, numbers, rows in batches:
             spill.add(plan, numbers, rows)
         # The whole file is read and checked: from here on it is not read again.
-        done: dict[str, int] = {}
         try:
-            for plan, numbers, rows in spill.batches():
-                writer.write(plan, numbers, rows)
-                name = plan.table.name
-                done[name] = done.get(name, 0) + len(rows)
-                if progress is not None:
-                    progress(Progress("import", name, done[name], reading.counts.get(name)))
+            _write_all(writer, spill.batches(), progress, reading.counts)
             writer.finish(tables)
         except BaseException:
             if writer.touched:
@@ -505,26 +505,20 @@ def _import_checked(
             raise
 
 
-def _import_atomic(
-    reading: _Pass,
-    codecs: dict[str, TableCodec],
+def _write_all(
     writer: _Writer,
-    tables: dict[str, Table],
-    batch_size: int,
+    batches: Iterator[tuple[_Plan, list[int], list[tuple[Any, ...]]]],
     progress: ProgressCallback | None,
+    totals: dict[str, int] | None,
 ) -> None:
-    """One pass checks and writes in one transaction; anything wrong rolls it all back."""
-    stamp = _stamp(reading.path)
     done: dict[str, int] = {}
-    with writer.connection.begin():  # rolled back by any exception
-        for plan, numbers, rows in _batches(reading, codecs, writer, batch_size):
-            writer.write(plan, numbers, rows)
-            name = plan.table.name
-            done[name] = done.get(name, 0) + len(rows)
-            if progress is not None:
-                progress(Progress("import", name, done[name], None))
-        _check_unchanged(reading.path, stamp)
-        writer.finish(tables)
+    for plan, numbers, rows in batches:
+        writer.write(plan, numbers, rows)
+        name = plan.table.name
+        done[name] = done.get(name, 0) + len(rows)
+        if progress is not None:
+            total = None if totals is None else totals.get(name)
+            progress(Progress("import", name, done[name], total))
 
 
 def _check_unchanged(path: Path, stamp: tuple[int, int]) -> None:
