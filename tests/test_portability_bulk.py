@@ -311,3 +311,29 @@ def test_a_bulk_load_gives_its_connection_back_as_it_was(sqlite_backend: Backend
         path = raw.execute("PRAGMA database_list").fetchone()[2]
         with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as alone:
             assert alone.execute("SELECT count(*) FROM system_metrics").fetchone()[0] == 1
+
+
+def test_by_default_batches_share_transactions_sized_by_time(
+    store: Arquivo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a batch size, consecutive batches of a table are joined into transactions
+    # holding the write lock about _HOLD_S (here: forever, so up to the cap of 28 rows);
+    # a given batch size keeps one transaction per batch.
+    from arquivo.portability import importer
+
+    monkeypatch.setattr(importer, "DEFAULT_BATCH", 7)
+    monkeypatch.setattr(importer, "_HOLD_S", 1e6)
+    monkeypatch.setattr(importer, "_MAX_TRANSACTION_ROWS", 28)
+    path = tmp_path / "prefs.jsonl"
+    lines = [_header(), *(_pref(i) for i in range(1, 41)), _end(user_preferences=40)]
+    path.write_text("\n".join(lines) + "\n")
+    commits: list[int] = []
+    sa.event.listen(store.engine, "commit", lambda _connection: commits.append(1))
+    # 40 rows in batches of 7: the first alone (timed), then 4 batches (28 rows), then 5;
+    # and one more commit, for the sequences.
+    assert import_data(store, path).inserted["user_preferences"] == 40
+    grown = len(commits)
+    commits.clear()
+    store.preferences.clear("u")
+    assert import_data(store, path, batch_size=7).inserted["user_preferences"] == 40
+    assert (grown, len(commits)) == (4, 7)

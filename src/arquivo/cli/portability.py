@@ -65,8 +65,15 @@ def import_command(
         ),
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Rows per INSERT and per transaction.")
-    ] = DEFAULT_BATCH,
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help=f"Rows per INSERT and per transaction (default: {DEFAULT_BATCH:,} per INSERT, "
+            "transactions that hold the write lock about 0.2 s).",
+            show_default=False,
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Import an export file, keeping ids. Idempotent: rows already present are skipped.
