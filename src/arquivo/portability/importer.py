@@ -13,17 +13,19 @@ By default, two phases; the file is read once:
    importing the same file twice adds nothing the second time. On PostgreSQL the id
    sequences are moved past the imported ids afterwards.
 
-Each batch commits on its own by default, so SQLite's write lock is never held for
-long. If the database refuses a row that passed validation (a foreign key to a row
-that is neither in the file nor in the database), the batch holding it is rolled back,
-the error names its line, and the batches before it stay imported: fix the file and run
-the import again (rows already in are skipped). ``atomic=True`` runs the whole import
-as one transaction instead: all or nothing, and no scratch file. Each line is checked
-and inserted as it is read, and any bad line, or a wrong count at the end, rolls the
-whole transaction back, so nothing is written either.
+By default consecutive batches of a table share a transaction sized to hold SQLite's
+write lock about 0.2 s (a given ``batch_size`` makes it one batch per transaction), so
+the lock is never held for long. If the database refuses a row that passed validation
+(a foreign key to a row that is neither in the file nor in the database), the
+transaction holding it is rolled back, the error names its line, and the transactions
+before it stay imported: fix the file and run the import again (rows already in are
+skipped). ``atomic=True`` runs the whole import as one transaction instead: all or
+nothing, and no scratch file. Each line is checked and inserted as it is read, and any
+bad line, or a wrong count at the end, rolls the whole transaction back, so nothing is
+written either.
 
-Each line is parsed once (orjson; the json module for the rare line orjson
-would read differently), and each value goes from JSON to the driver's value in one step:
+Each line is parsed once (orjson; the json module for the rare line orjson would read
+differently), and each value goes from JSON to the driver's value in one step:
 checked, decoded, then through its column type's bind processor, so what is stored is
 what the ORM would store. A batch is then written by the database's bulk route: on
 PostgreSQL, COPY into a temporary staging table and one ``INSERT ... SELECT ... ON
@@ -152,7 +154,7 @@ class _Pass:
 
     The header comes first, one row object per line, nothing after the end line, and
     the end line's counts match the rows; the values themselves are checked by the
-    consumer (see :class:`_Plans`). The end-of-file checks run when the last row has
+    consumer (see :func:`_batches`). The end-of-file checks run when the last row has
     been taken, so a consumer must exhaust :meth:`rows`.
     """
 
