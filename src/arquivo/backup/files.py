@@ -124,16 +124,19 @@ def remove_quietly(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def os_errors(action: str) -> Iterator[None]:
+def os_errors(action: str, *, full_hint: str | None = None) -> Iterator[None]:
     """Turn ``OSError`` raised inside the block into an :class:`ArquivoError`.
 
-    A full disk (or quota, or file size limit) becomes :class:`StorageFullError`.
+    A full disk (or quota, or file size limit) becomes :class:`StorageFullError`, with
+    ``full_hint`` if given.
     """
     try:
         yield
     except OSError as exc:
         if exc.errno in _FULL:
-            raise StorageFullError(f"{action}: the disk is full ({exc.strerror})") from exc
+            raise StorageFullError(
+                f"{action}: the disk is full ({exc.strerror})", hint=full_hint
+            ) from exc
         where = f" ({exc.filename})" if exc.filename else ""
         raise ArquivoError(
             f"{action}: {exc.strerror or exc}{where}",

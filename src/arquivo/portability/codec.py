@@ -441,11 +441,11 @@ class _Shape:
 
     @classmethod
     def of(cls, codec: ColumnCodec, bind: Convert | None, *, key: bool) -> _Shape:
-        """The shape of ``codec``'s column, mirroring :func:`_column_step`'s fast paths."""
+        """The shape of ``codec``'s column (its step: :func:`_column_step`)."""
         step = _column_step(codec, bind, key=key)
         null_passes = codec.nullable and not key
         decode, length = codec.decode, codec.max_length
-        exact = _AS_IS.get(decode) if decode is not None else codec.expected
+        exact = _exact_type(codec)
         from_text = getattr(bind, "from_text", None)
         if decode is _datetime_in and from_text is not None:
             # A timestamp's text, bound straight to the stored layout (ValueError if it
@@ -454,6 +454,11 @@ class _Shape:
         if decode is _datetime_in or exact is None:
             return cls(None, None, None, null_passes, step)  # other timestamps, documents
         return cls(exact, length if exact is str else None, bind, null_passes, step)
+
+
+def _exact_type(codec: ColumnCodec) -> type | None:
+    """The JSON type a column's values need no decoding from (int for an integer column)."""
+    return _AS_IS.get(codec.decode) if codec.decode is not None else codec.expected
 
 
 def _bind_only(bind: Convert | None) -> Convert:
@@ -469,9 +474,8 @@ def _same(value: Any) -> Any:
 def _column_step(codec: ColumnCodec, bind: Convert | None, *, key: bool) -> Convert:
     """One column's check, decoding and binding, as one function of the file's value.
 
-    The common case (a value of the exact expected type) is tested first and returns at
-    once; anything else takes the general path (:meth:`ColumnCodec.check`, which also
-    words the error).
+    The general path is :meth:`ColumnCodec.check` (which also words the error); columns
+    whose values need no check (documents) or only a decoding skip it.
     """
     name, expected, length, decode = codec.name, codec.expected, codec.max_length, codec.decode
     null = _null_step(name, nullable=codec.nullable and not key, key=key)
@@ -485,39 +489,13 @@ def _column_step(codec: ColumnCodec, bind: Convert | None, *, key: bool) -> Conv
             raise DecodeError(f"column {name}: {exc}") from None
         return checked if bind is None else bind(checked)
 
-    # A type that binds straight from a timestamp's text (UTCDateTime on SQLite).
-    from_text = getattr(bind, "from_text", None)
-    if decode is _datetime_in and from_text is not None:
-
-        def timestamp(value: Any) -> Any:
-            if type(value) is str:
-                try:
-                    return from_text(value)
-                except ValueError:
-                    pass  # the general path words the error
-            return general(value)
-
-        return timestamp
-    # The JSON type a value needs no decoding from (an int for an integer column, say).
-    exact = _AS_IS.get(decode) if decode is not None else expected
-    if exact is str and length is not None:
-        limit = length
-
-        def text(value: Any) -> Any:
-            if type(value) is str and len(value) <= limit:
-                return value if bind is None else bind(value)
-            return general(value)
-
-        return text
-    if exact is not None:
-
-        def plain(value: Any) -> Any:
-            return value if type(value) is exact else general(value)
-
-        def bound(value: Any) -> Any:
-            return bind(value) if type(value) is exact else general(value)  # type: ignore[misc]
-
-        return plain if bind is None else bound
+    # Values of the type a column takes as is (a str for a text column, a timestamp's
+    # text where the type binds from text) are handled by the loader itself (see
+    # _Shape); its step sees only the others, and every value on the loader's rare
+    # fallback: the general path, which checks and words the error.
+    exact = _exact_type(codec)
+    if exact is not None or (decode is _datetime_in and hasattr(bind, "from_text")):
+        return general
     if decode is not None and expected is None and length is None:
         convert = decode
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import IO, Any, Generic, TypeVar
 
 from arquivo.backup.files import os_errors
-from arquivo.errors import ArquivoError, StorageFullError
+from arquivo.errors import ArquivoError
 
 __all__ = ["Spill"]
 
@@ -77,12 +77,9 @@ class Spill(Generic[P]):
             data, kind = marshal.dumps(payload), _MARSHAL
         except ValueError:  # a value marshal cannot write
             data, kind = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), _PICKLE
-        try:
-            with os_errors("cannot write the import's scratch file"):
-                self._file.write(_HEAD.pack(kind, len(data)))
-                self._file.write(data)
-        except StorageFullError as exc:
-            raise StorageFullError(exc.message, hint=_FULL_HINT) from exc.__cause__
+        with os_errors("cannot write the import's scratch file", full_hint=_FULL_HINT):
+            self._file.write(_HEAD.pack(kind, len(data)))
+            self._file.write(data)
         self.size += _HEAD.size + len(data)
 
     def batches(self) -> Iterator[tuple[P, list[int], list[tuple[Any, ...]]]]:
