@@ -17,6 +17,7 @@ from arquivo import Arquivo
 from arquivo.backup import Backups
 from arquivo.backup import codec as codecs
 from arquivo.backup.manifest import BackupInfo
+from arquivo.backup.mapped import mapped
 from arquivo.backup.sqlite_frozen import frozen
 
 pytestmark = pytest.mark.sqlite_only
@@ -213,3 +214,44 @@ def test_a_long_write_transaction_sends_the_backup_through_the_backup_api(
         writing.execute("ROLLBACK")
     assert "copying pages" in stages
     assert info.tables["conversation_history"] == 10
+
+
+def test_a_database_of_many_blocks_is_backed_up_byte_for_byte(tmp_path: Path) -> None:
+    # Several compression blocks, the last one partial: the mapped file goes into the
+    # backup in order and whole.
+    db = tmp_path / "arquivo.db"
+    _store_with(db, 10)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as writer:
+        writer.execute("BEGIN")
+        for i in range(45_000):
+            writer.execute(
+                "INSERT INTO conversation_history (user_id, session_id, role, content, created_at)"
+                " VALUES ('u1', 's1', 'user', ?, '2026-11-26 01:00:00')",
+                (f"bulk {i} " + os.urandom(60).hex(),),
+            )
+        writer.execute("COMMIT")
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    assert size > 2 * codecs.COMPRESS_CHUNK
+    assert size % codecs.COMPRESS_CHUNK != 0
+    info, stages = _create(db, tmp_path / "backups", codec="lz4")
+    assert "copying pages" not in stages
+    plain = tmp_path / "plain.db"
+    codecs.decompress_file(info.path / info.components[0].files[0].path, plain, "lz4")
+    assert plain.read_bytes() == db.read_bytes()
+
+
+def test_a_map_reads_the_file_and_leaves_the_descriptor_open(tmp_path: Path) -> None:
+    data = os.urandom(3 * 4096 + 17)
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with mapped(fd, len(data)) as view:
+            assert view is not None
+            assert view[4096:] == data[4096:]
+        with mapped(fd, 0) as view:
+            assert view is None
+        assert os.pread(fd, 8, 0) == data[:8]
+    finally:
+        os.close(fd)

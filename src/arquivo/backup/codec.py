@@ -104,7 +104,7 @@ class Packer:
 
     def __init__(self, target: Path, codec: str) -> None:
         suffix(codec)
-        self._push: Callable[[bytes], bytes]
+        self._push: Callable[[bytes | memoryview], bytes]
         self._end: Callable[[], bytes]
         self._pool: ThreadPoolExecutor | None = None
         self._workers = 0
@@ -129,8 +129,8 @@ class Packer:
         self._digest = hashlib.sha256()
         self._file: BinaryIO = open(target, "wb")  # noqa: SIM115 (closed by finish/close)
 
-    def write(self, block: bytes) -> None:
-        """Compress and write one block."""
+    def write(self, block: bytes | memoryview) -> None:
+        """Compress and write one block (the caller keeps it unchanged until ``finish``)."""
         if self._pool is None:
             self._out(self._push(block))
             return
@@ -138,7 +138,7 @@ class Packer:
         while len(self._pending) > 2 * self._workers:
             self._out(self._pending.popleft().result())
 
-    def _out(self, data: bytes) -> None:
+    def _out(self, data: bytes | memoryview) -> None:
         if data:
             self._digest.update(data)
             self._file.write(data)
