@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from arquivo import Arquivo
 from arquivo.backup import Backups
 from arquivo.backup import codec as codecs
+from arquivo.backup.chunks import CHUNK_BYTES, chunk_name
 from arquivo.backup.manifest import BackupInfo
 from arquivo.backup.mapped import mapped
 from arquivo.backup.sqlite_frozen import frozen
@@ -138,7 +139,8 @@ def test_each_codec_backs_up_in_one_pass_and_restores(tmp_path: Path, codec: str
     assert "compressing" in stages
     component = info.components[0]
     assert component.codec == codec
-    assert component.files[0].path == "database.sqlite" + codecs.suffix(codec)
+    assert component.files[0].path == chunk_name(0, codec)
+    assert component.files[0].path.endswith(codecs.suffix(codec))
     assert component.raw_size_bytes == db.stat().st_size
     assert info.tables["conversation_history"] == 540
     _restores(info, tmp_path / "backups", tmp_path / "restored.db", 540)
@@ -237,7 +239,10 @@ def test_a_database_of_many_blocks_is_backed_up_byte_for_byte(tmp_path: Path) ->
     info, stages = _create(db, tmp_path / "backups", codec="lz4")
     assert "copying pages" not in stages
     plain = tmp_path / "plain.db"
-    codecs.decompress_file(info.path / info.components[0].files[0].path, plain, "lz4")
+    files = info.components[0].files
+    assert [f.path for f in files] == [chunk_name(i, "lz4") for i in range(len(files))]
+    assert len(files) == -(-size // CHUNK_BYTES)
+    codecs.decompress_files([info.path / f.path for f in files], plain, "lz4")
     assert plain.read_bytes() == db.read_bytes()
 
 
@@ -255,3 +260,72 @@ def test_a_map_reads_the_file_and_leaves_the_descriptor_open(tmp_path: Path) -> 
         assert os.pread(fd, 8, 0) == data[:8]
     finally:
         os.close(fd)
+
+
+def _chunky_store(db: Path, megabytes: int) -> None:
+    """A database of about ``megabytes`` MB of big messages, so of many chunks."""
+    _store_with(db, 10)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as writer:
+        writer.execute("BEGIN")
+        for i in range(megabytes * 20):
+            writer.execute(
+                "INSERT INTO conversation_history (user_id, session_id, role, content, created_at)"
+                " VALUES ('u1', 's1', 'user', ?, '2026-11-26 01:00:00')",
+                (f"bulk {i} " + os.urandom(25_000).hex(),),
+            )
+        writer.execute("COMMIT")
+
+
+def test_a_second_backup_shares_the_unchanged_chunks_and_both_restore(tmp_path: Path) -> None:
+    db = tmp_path / "arquivo.db"
+    _chunky_store(db, 48)
+    folder = tmp_path / "backups"
+    first, _ = _create(db, folder)
+    assert first.components[0].details["shared_chunks"] == 0
+    _append(db, 30, start=10_000)
+    second, _ = _create(db, folder)
+    details = second.components[0].details
+    files = second.components[0].files
+    assert details["shared_from"] == first.id
+    # New messages change the last chunks and a few index pages, not the whole file.
+    assert 0 < details["shared_chunks"] < len(files)
+    assert details["shared_chunks"] >= len(files) // 2
+    shared = [
+        f
+        for f in files
+        if (second.path / f.path).stat().st_ino == (first.path / f.path).stat().st_ino
+    ]
+    assert len(shared) == details["shared_chunks"]
+    assert all((second.path / f.path).stat().st_nlink == 2 for f in shared)
+    backups = Backups(None, folder)
+    assert backups.verify(second.id).ok
+    # Removing the first backup leaves the second whole.
+    backups.prune(keep_last=1)
+    assert [b.id for b in backups.list()] == [second.id]
+    assert backups.verify(second.id).ok
+    _restores(second, folder, tmp_path / "restored.db", _messages(db))
+
+
+def test_a_changed_codec_or_a_damaged_parent_file_is_not_shared(tmp_path: Path) -> None:
+    db = tmp_path / "arquivo.db"
+    _chunky_store(db, 16)
+    folder = tmp_path / "backups"
+    first, _ = _create(db, folder, codec="lz4")
+    zstd, _ = _create(db, folder, codec="zstd")
+    assert zstd.components[0].details["shared_chunks"] == 0
+    # The newest lz4 backup is the parent; one of its files loses a byte.
+    # One parent file loses a byte, another has one altered (same size).
+    victim = first.path / first.components[0].files[1].path
+    victim.write_bytes(victim.read_bytes()[:-1])
+    altered = first.path / first.components[0].files[2].path
+    content = bytearray(altered.read_bytes())
+    content[len(content) // 2] ^= 0x55
+    altered.write_bytes(bytes(content))
+    third, _ = _create(db, folder, codec="lz4")
+    details = third.components[0].details
+    assert details["shared_from"] == first.id
+    assert details["shared_chunks"] == len(third.components[0].files) - 2
+    assert (third.path / third.components[0].files[1].path).stat().st_nlink == 1
+    assert (third.path / third.components[0].files[2].path).stat().st_nlink == 1
+    assert Backups(None, folder).verify(third.id).ok
+    assert not Backups(None, folder).verify(first.id).ok

@@ -22,7 +22,7 @@ import hashlib
 import importlib
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,7 +30,18 @@ from typing import Any, BinaryIO
 from arquivo.backup.files import CHUNK
 from arquivo.errors import MissingDependencyError, ValidationError
 
-__all__ = ["CODECS", "Packer", "compress_file", "decompress_file", "default_codec", "suffix"]
+__all__ = [
+    "CODECS",
+    "Packer",
+    "block_compressor",
+    "block_decompressor",
+    "compress_file",
+    "compress_workers",
+    "decompress_file",
+    "decompress_files",
+    "default_codec",
+    "suffix",
+]
 
 CODECS = ("lz4", "zstd", "gzip", "none")
 _SUFFIX = {"zstd": ".zst", "lz4": ".lz4", "gzip": ".gz", "none": ""}
@@ -45,6 +56,11 @@ def _zstd_workers() -> int:
     """zstd worker threads: one per CPU (0, i.e. none, on a single CPU), at most 4."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 0 if not cpus or cpus < 2 else min(cpus, 4)
+
+
+def compress_workers() -> int:
+    """Threads that compress blocks side by side: one per CPU, at most 4."""
+    return max(1, _zstd_workers())
 
 
 def _zstd() -> Any:
@@ -119,7 +135,7 @@ class Packer:
             frame = _lz4()
             self._push = functools.partial(frame.compress, compression_level=0)
             self._end = bytes
-            self._workers = max(1, _zstd_workers())
+            self._workers = compress_workers()
             self._pool = ThreadPoolExecutor(self._workers, "arquivo-lz4")
         elif codec == "gzip":
             deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
@@ -184,6 +200,45 @@ def compress_file(source: Path, target: Path, codec: str, progress: Progress | N
     return packer.finish()
 
 
+def block_compressor(codec: str) -> Callable[[bytes | memoryview], bytes]:
+    """A call that compresses one whole block into a stream of its own (thread-safe).
+
+    Several such streams, decompressed one after the other, give the blocks back
+    (:func:`decompress_files`).
+    """
+    suffix(codec)
+    if codec == "zstd":
+        zstd = _zstd()
+        # A compressor is not thread-safe: one per block (its set-up is microseconds).
+        return lambda block: bytes(zstd.ZstdCompressor(level=1).compress(block))
+    if codec == "lz4":
+        return functools.partial(_lz4().compress, compression_level=0)
+    if codec == "gzip":
+
+        def deflate(block: bytes | memoryview) -> bytes:
+            packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+            return packer.compress(block) + packer.flush()
+
+        return deflate
+    return bytes
+
+
+def block_decompressor(codec: str) -> Callable[[bytes], bytes]:
+    """A call that decompresses one stream written by :func:`block_compressor`.
+
+    It raises (the codec's own error, or ``ValueError``) on data that is not such a stream.
+    """
+    suffix(codec)
+    if codec == "zstd":
+        zstd = _zstd()
+        return lambda data: bytes(zstd.ZstdDecompressor().decompress(data))
+    if codec == "lz4":
+        return _lz4().decompress  # type: ignore[no-any-return]
+    if codec == "gzip":
+        return functools.partial(zlib.decompress, wbits=31)
+    return bytes
+
+
 def decompress_file(
     source: Path, target: Path, codec: str, progress: Progress | None = None
 ) -> None:
@@ -193,35 +248,55 @@ def decompress_file(
         ValidationError: The codec is unknown or the data is not valid for it.
         MissingDependencyError: The codec's package is not installed.
     """
+    decompress_files([source], target, codec, progress)
+
+
+def decompress_files(
+    sources: Sequence[Path], target: Path, codec: str, progress: Progress | None = None
+) -> None:
+    """Write the decompressed contents of ``sources``, in order, into ``target``; flush it.
+
+    Raises:
+        ValidationError: The codec is unknown or the data is not valid for it.
+        MissingDependencyError: The codec's package is not installed.
+    """
     suffix(codec)
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        bad_data: tuple[type[BaseException], ...] = (zlib.error, ValueError)
-        if codec == "zstd":
-            zstd = _zstd()
-            decompressor = zstd.ZstdDecompressor().decompressobj()
-            pull: Callable[[bytes], bytes] = decompressor.decompress
-            bad_data = (*bad_data, zstd.ZstdError)
-        elif codec == "lz4":
-            frames = _Lz4Frames(_lz4())
-            pull = frames.decompress
-            bad_data = (*bad_data, RuntimeError)
-        elif codec == "gzip":
-            inflate = zlib.decompressobj(31)
-            pull = inflate.decompress
-        else:
-            pull = bytes
-        try:
-            while block := src.read(CHUNK):
-                dst.write(pull(block))
-                if progress is not None:
-                    progress(len(block))
-        except bad_data as exc:
-            raise ValidationError(
-                f"the backup file {source.name} is not valid {codec} data: {exc}",
-                hint="the backup is damaged; run `arquivo backup verify` and use another one",
-            ) from exc
+    with open(target, "wb") as dst:
+        for source in sources:
+            with open(source, "rb") as src:
+                _decompress(src, dst, source.name, codec, progress)
         dst.flush()
         os.fsync(dst.fileno())
+
+
+def _decompress(
+    src: BinaryIO, dst: BinaryIO, name: str, codec: str, progress: Progress | None
+) -> None:
+    bad_data: tuple[type[BaseException], ...] = (zlib.error, ValueError)
+    if codec == "zstd":
+        zstd = _zstd()
+        decompressor = zstd.ZstdDecompressor().decompressobj()
+        pull: Callable[[bytes], bytes] = decompressor.decompress
+        bad_data = (*bad_data, zstd.ZstdError)
+    elif codec == "lz4":
+        frames = _Lz4Frames(_lz4())
+        pull = frames.decompress
+        bad_data = (*bad_data, RuntimeError)
+    elif codec == "gzip":
+        inflate = zlib.decompressobj(31)
+        pull = inflate.decompress
+    else:
+        pull = bytes
+    try:
+        while block := src.read(CHUNK):
+            dst.write(pull(block))
+            if progress is not None:
+                progress(len(block))
+    except bad_data as exc:
+        raise ValidationError(
+            f"the backup file {name} is not valid {codec} data: {exc}",
+            hint="the backup is damaged; run `arquivo backup verify` and use another one",
+        ) from exc
 
 
 class _Lz4Frames:

@@ -5,7 +5,8 @@ Layout of a backup directory::
     data/backups/
       20261126T011500Z-3fa2c1/        a complete backup: its manifest was written last
         manifest.json
-        database.sqlite.zst
+        database.000000.sqlite.lz4    a SQLite database, in 4 MiB chunks (``chunks``):
+        database.000001.sqlite.lz4    unchanged ones are hard links to the last backup's
       .partial-20261126T013000Z-9b0d2e-4242/   being written by process 4242 (or left by a
                                                 crash: garbage that ``prune`` removes)
 

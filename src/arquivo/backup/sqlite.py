@@ -28,6 +28,7 @@ from arquivo.backup.base import (
     counts_differ,
     register,
 )
+from arquivo.backup.chunks import CHUNK_BYTES, Parent, write_chunks
 from arquivo.backup.files import fsync_dir, fsync_file, os_errors, remove_quietly
 from arquivo.backup.manifest import BackupInfo, ComponentRecord, FileRecord
 from arquivo.backup.mapped import mapped
@@ -152,42 +153,56 @@ class SqliteBackend(DatabaseBackend):
         return self._copy_then_compress(source, folder, codec, progress)
 
     def _stream(self, held: FrozenFile, folder: Path, codec: str, progress: Progress) -> Snapshot:
-        """One pass: the held file's bytes go through the compressor into the backup.
+        """One pass: the held file's bytes go into chunk files, shared where unchanged.
 
         No scratch copy (the online backup API's path writes the whole database once
         more, then reads it back): under 4 writers this halves the time. The file is
         mapped rather than read, so the compressors read the page cache without a copy
-        (``mapped``: a 1 GB backup 8-13% faster when idle).
+        (``mapped``), and chunks unchanged since the newest backup in the same folder
+        are hard-linked instead of compressed again (``chunks``).
         """
         progress(0, None, "counting rows")
         revision = _revision(held.connection)
         tables = _count_rows(held.connection)
-        name = "database.sqlite" + codecs.suffix(codec)
+        parent = Parent.newest(folder.parent, codec)
         with mapped(held.fd, held.size) as whole:
-            packer = codecs.Packer(folder / name, codec)
-            try:
-                done = 0
-                progress(0, held.size, "compressing")
-                while done < held.size:
-                    size = min(codecs.COMPRESS_CHUNK, held.size - done)
-                    if whole is not None:
-                        block: bytes | memoryview = whole[done : done + size]
-                    else:
-                        block = os.pread(held.fd, size, done)
-                    if not block:
-                        raise CorruptDatabaseError(
-                            f"the database file ended after {done} of {held.size} bytes"
-                        )
-                    packer.write(block)
-                    done += len(block)
-                    progress(done, held.size, "compressing")
-                digest = packer.finish()
-            except BaseException:
-                packer.close()
-                raise
-        return self._snapshot(
-            folder / name, digest, codec, held.size, held.page_size, revision, tables
+
+            def read(offset: int, size: int) -> bytes | memoryview:
+                if whole is not None:
+                    return whole[offset : offset + size]
+                block = os.pread(held.fd, size, offset)
+                if len(block) != size:
+                    raise CorruptDatabaseError(
+                        f"the database file ended before {offset + size} of {held.size} bytes"
+                    )
+                return block
+
+            progress(0, held.size, "compressing")
+            written = write_chunks(
+                read,
+                held.size,
+                folder,
+                codec,
+                parent,
+                codecs.compress_workers(),
+                lambda done: progress(done, held.size, "compressing"),
+            )
+        shared = sum(1 for chunk in written if chunk.shared)
+        component = ComponentRecord(
+            name="database",
+            kind=self.kind,
+            files=tuple(chunk.record for chunk in written),
+            codec=codec,
+            raw_size_bytes=held.size,
+            details={
+                "sqlite_version": sqlite3.sqlite_version,
+                "page_size": held.page_size,
+                "chunk_bytes": CHUNK_BYTES,
+                "shared_chunks": shared,
+                "shared_from": parent.id if parent is not None and shared else None,
+            },
         )
+        return Snapshot(component, revision, tables)
 
     def _snapshot(
         self,
@@ -272,8 +287,8 @@ class SqliteBackend(DatabaseBackend):
         component = info.component("database")
         if component is None or component.kind != self.kind:
             raise ValidationError(f"backup {info.id} holds no SQLite database")
-        packed = info.path / component.files[0].path
-        total = packed.stat().st_size
+        packed = [info.path / record.path for record in component.files]
+        total = sum(record.size_bytes for record in component.files)
         done = 0
 
         def advance(block: int) -> None:
@@ -282,7 +297,7 @@ class SqliteBackend(DatabaseBackend):
             progress(done, total, "decompressing")
 
         with os_errors(f"cannot write {target}"):
-            codecs.decompress_file(packed, target, component.codec, advance)
+            codecs.decompress_files(packed, target, component.codec, advance)
 
     def verify(
         self, info: BackupInfo, scratch: Path, progress: Progress, server: URL | None
