@@ -34,7 +34,6 @@ from typing import Any
 
 from arquivo.backup import codec as codecs
 from arquivo.backup.manifest import BackupInfo, FileRecord, scan
-from arquivo.backup.mapped import equal
 
 __all__ = ["CHUNK_BYTES", "Chunk", "Parent", "chunk_name", "write_chunks"]
 
@@ -106,7 +105,7 @@ class Parent:
                 if not stat.S_ISREG(info.st_mode) or info.st_size != record.size_bytes:
                     return None
                 packed = handle.read()
-            if not equal(self._decompress(packed), block):
+            if self._decompress(packed) != block:
                 return None
             os.link(source, target)
         except Exception:  # noqa: BLE001 (unreadable or undecodable: compress it anew)
