@@ -34,7 +34,6 @@ __all__ = [
     "CODECS",
     "Packer",
     "block_compressor",
-    "block_decompressor",
     "compress_file",
     "compress_workers",
     "decompress_file",
@@ -220,22 +219,6 @@ def block_compressor(codec: str) -> Callable[[bytes | memoryview], bytes]:
             return packer.compress(block) + packer.flush()
 
         return deflate
-    return bytes
-
-
-def block_decompressor(codec: str) -> Callable[[bytes], bytes]:
-    """A call that decompresses one stream written by :func:`block_compressor`.
-
-    It raises (the codec's own error, or ``ValueError``) on data that is not such a stream.
-    """
-    suffix(codec)
-    if codec == "zstd":
-        zstd = _zstd()
-        return lambda data: bytes(zstd.ZstdDecompressor().decompress(data))
-    if codec == "lz4":
-        return _lz4().decompress  # type: ignore[no-any-return]
-    if codec == "gzip":
-        return functools.partial(zlib.decompress, wbits=31)
     return bytes
 
 

@@ -198,6 +198,7 @@ class SqliteBackend(DatabaseBackend):
                 "sqlite_version": sqlite3.sqlite_version,
                 "page_size": held.page_size,
                 "chunk_bytes": CHUNK_BYTES,
+                "chunks": [chunk.raw_sha256 for chunk in written],
                 "shared_chunks": shared,
                 "shared_from": parent.id if parent is not None and shared else None,
             },
