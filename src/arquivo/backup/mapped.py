@@ -41,8 +41,8 @@ def _libc() -> ctypes.CDLL | None:
         libc.munmap.restype = ctypes.c_int
         libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         libc.madvise.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
+    except (OSError, AttributeError, TypeError):
+        return None  # no C library to load by name (Windows): the caller reads instead
     return libc
 
 
@@ -57,10 +57,11 @@ def mapped(fd: int, size: int) -> Iterator[memoryview | None]:
     taken from the yielded one must be released before the block ends: the memory is
     unmapped then, and reading it afterwards would crash the process.
     """
-    if _LIBC is None or size <= 0:
+    protection, sharing = getattr(mmap, "PROT_READ", None), getattr(mmap, "MAP_SHARED", None)
+    if _LIBC is None or protection is None or sharing is None or size <= 0:
         yield None
         return
-    address = _LIBC.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    address = _LIBC.mmap(None, size, protection, sharing, fd, 0)
     if address is None or address == _MAP_FAILED:
         yield None
         return
