@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from arquivo.backup import codec as codecs
-from arquivo.backup.files import sha256_file
+from arquivo.backup.files import fsync_file, sha256_file
 from arquivo.backup.manifest import BackupInfo, FileRecord, scan
 
 __all__ = ["CHUNK_BYTES", "Chunk", "Parent", "chunk_name", "write_chunks"]
@@ -154,7 +154,7 @@ def write_chunks(
         # Shared files are already on disk; the new ones are flushed together (a file
         # system batches concurrent flushes into fewer journal commits).
         fresh = [folder / chunk.record.path for chunk in done if not chunk.shared]
-        list(pool.map(_flush, fresh))
+        list(pool.map(fsync_file, fresh))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return done
@@ -177,11 +177,3 @@ def _one_chunk(
         out.write(packed)
     record = FileRecord(target.name, len(packed), hashlib.sha256(packed).hexdigest())
     return Chunk(record, raw_sha256, shared=False)
-
-
-def _flush(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
