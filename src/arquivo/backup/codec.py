@@ -119,7 +119,7 @@ class Packer:
 
     def __init__(self, target: Path, codec: str) -> None:
         suffix(codec)
-        self._push: Callable[[bytes | memoryview], bytes]
+        self._push: Callable[[bytes], bytes]
         self._end: Callable[[], bytes]
         self._pool: ThreadPoolExecutor | None = None
         self._workers = 0
@@ -131,8 +131,7 @@ class Packer:
         elif codec == "lz4":
             # One frame per block, compressed by a pool (lz4 lets go of the GIL) and
             # written in order: concatenated frames are one valid lz4 stream.
-            frame = _lz4()
-            self._push = functools.partial(frame.compress, compression_level=0)
+            self._push = block_compressor("lz4")
             self._end = bytes
             self._workers = compress_workers()
             self._pool = ThreadPoolExecutor(self._workers, "arquivo-lz4")
@@ -144,8 +143,8 @@ class Packer:
         self._digest = hashlib.sha256()
         self._file: BinaryIO = open(target, "wb")  # noqa: SIM115 (closed by finish/close)
 
-    def write(self, block: bytes | memoryview) -> None:
-        """Compress and write one block (the caller keeps it unchanged until ``finish``)."""
+    def write(self, block: bytes) -> None:
+        """Compress and write one block."""
         if self._pool is None:
             self._out(self._push(block))
             return
@@ -153,7 +152,7 @@ class Packer:
         while len(self._pending) > 2 * self._workers:
             self._out(self._pending.popleft().result())
 
-    def _out(self, data: bytes | memoryview) -> None:
+    def _out(self, data: bytes) -> None:
         if data:
             self._digest.update(data)
             self._file.write(data)
