@@ -46,9 +46,12 @@ def test_backup_commands_end_to_end(sqlite_backend: Backend, tmp_path: Path) -> 
     assert created.returncode == 0, created.stderr
     assert "created in" in created.stdout
     newest, older = Backups(None, folder).list()
-    table = run("backup", "list", env=env)
+    # Nothing was written in between: the new backup's chunks are the older one's files.
+    assert f"shared with backup {older.id}" in created.stdout
+    table = run("backup", "list", "--dir", str(folder), env={**env, "COLUMNS": "200"})
     assert newest.id in table.stdout
     assert "older" in table.stdout
+    assert "(0 B new)" in table.stdout
 
     refused = run("backup", "restore", "latest", env=env)
     assert refused.returncode == 1

@@ -296,6 +296,7 @@ def test_a_second_backup_shares_the_unchanged_chunks_and_both_restore(tmp_path: 
         if (second.path / f.path).stat().st_ino == (first.path / f.path).stat().st_ino
     ]
     assert len(shared) == details["shared_chunks"]
+    assert details["shared_bytes"] == sum(f.size_bytes for f in shared)
     assert all((second.path / f.path).stat().st_nlink == 2 for f in shared)
     backups = Backups(None, folder)
     assert backups.verify(second.id).ok

@@ -187,7 +187,7 @@ class SqliteBackend(DatabaseBackend):
                 codecs.compress_workers(),
                 lambda done: progress(done, held.size, "compressing"),
             )
-        shared = sum(1 for chunk in written if chunk.shared)
+        shared = [chunk.record for chunk in written if chunk.shared]
         component = ComponentRecord(
             name="database",
             kind=self.kind,
@@ -199,7 +199,8 @@ class SqliteBackend(DatabaseBackend):
                 "page_size": held.page_size,
                 "chunk_bytes": CHUNK_BYTES,
                 "chunks": [chunk.raw_sha256 for chunk in written],
-                "shared_chunks": shared,
+                "shared_chunks": len(shared),
+                "shared_bytes": sum(record.size_bytes for record in shared),
                 "shared_from": parent.id if parent is not None and shared else None,
             },
         )

@@ -115,6 +115,15 @@ def _human(size: int) -> str:
     return f"{value:.1f} TB"
 
 
+def _size(info: BackupInfo) -> str:
+    """``46.1 MB``, or ``46.1 MB (3.1 MB new)`` when files are shared with another backup."""
+    counts = [c.details.get("shared_bytes") for c in info.components]
+    shared = sum(count for count in counts if isinstance(count, int))
+    if not shared:
+        return _human(info.size_bytes)
+    return f"{_human(info.size_bytes)} ({_human(info.size_bytes - shared)} new)"
+
+
 def _rows(tables: dict[str, int]) -> int:
     # The schema's version bookkeeping is not data anyone wrote.
     return sum(count for name, count in tables.items() if name != VERSION_TABLE)
@@ -162,9 +171,15 @@ def create(
         chunks = sum(vectors.details.get("collections", {}).values())
         extra = f", and the Chroma folder: {chunks} vectors"
     typer.echo(
-        f"backup {info.id} created in {info.path} ({_human(info.size_bytes)}, "
+        f"backup {info.id} created in {info.path} ({_size(info)}, "
         f"{rows} rows in {len(info.tables)} tables{extra}, {info.duration_s:.1f} s)"
     )
+    database = info.component("database")
+    if database is not None and database.details.get("shared_chunks"):
+        typer.echo(
+            f"{database.details['shared_chunks']} of {len(database.files)} chunks unchanged: "
+            f"shared with backup {database.details.get('shared_from')} (hard links)"
+        )
 
 
 @app.command(name="list")
@@ -196,7 +211,7 @@ def list_(ctx: typer.Context, folder: DirOption = None, json: JsonOption = False
             info.dialect or f"data ({info.backup_type})",
             info.revision or "",
             str(_rows(info.tables)),
-            _human(info.size_bytes),
+            _size(info),
         )
     out_console.print(table)
     if not complete:
