@@ -19,7 +19,7 @@ backup never takes in a damaged file: the chunk is compressed anew instead.
 Each backup folder still stands alone: a hard link is a file like any other, so pruning
 or copying one backup never breaks another, and ``verify`` checks every file's
 checksum, shared or not. A file system without hard links (or a parent file that is
-missing or has the wrong size) only costs the compression it would have saved.
+missing or altered) only costs the compression it would have saved.
 """
 
 from __future__ import annotations
@@ -140,17 +140,19 @@ def write_chunks(
     pending: collections.deque[Future[Chunk]] = collections.deque()
     done: list[Chunk] = []
     pool = ThreadPoolExecutor(max(1, workers), "arquivo-chunks")
+
+    def collect(keep: int) -> None:
+        while len(pending) > keep:
+            done.append(pending.popleft().result())
+            progress(min(len(done) * CHUNK_BYTES, size))
+
     try:
         for index, offset in enumerate(range(0, size, CHUNK_BYTES)):
             block = read(offset, min(CHUNK_BYTES, size - offset))
             target = folder / chunk_name(index, codec)
             pending.append(pool.submit(_one_chunk, index, block, target, compress, parent))
-            while len(pending) > 2 * workers:
-                done.append(pending.popleft().result())
-                progress(min(len(done) * CHUNK_BYTES, size))
-        while pending:
-            done.append(pending.popleft().result())
-            progress(min(len(done) * CHUNK_BYTES, size))
+            collect(keep=2 * workers)  # a few in flight per thread: busy, bounded memory
+        collect(keep=0)
         # Shared files are already on disk; the new ones are flushed together (a file
         # system batches concurrent flushes into fewer journal commits).
         fresh = [folder / chunk.record.path for chunk in done if not chunk.shared]

@@ -188,42 +188,37 @@ class SqliteBackend(DatabaseBackend):
                 lambda done: progress(done, held.size, "compressing"),
             )
         shared = [chunk.record for chunk in written if chunk.shared]
-        component = ComponentRecord(
-            name="database",
-            kind=self.kind,
-            files=tuple(chunk.record for chunk in written),
-            codec=codec,
-            raw_size_bytes=held.size,
-            details={
-                "sqlite_version": sqlite3.sqlite_version,
-                "page_size": held.page_size,
-                "chunk_bytes": CHUNK_BYTES,
-                "chunks": [chunk.raw_sha256 for chunk in written],
-                "shared_chunks": len(shared),
-                "shared_bytes": sum(record.size_bytes for record in shared),
-                "shared_from": parent.id if parent is not None and shared else None,
-            },
+        return self._snapshot(
+            tuple(chunk.record for chunk in written),
+            codec,
+            held.size,
+            held.page_size,
+            revision,
+            tables,
+            chunk_bytes=CHUNK_BYTES,
+            chunks=[chunk.raw_sha256 for chunk in written],
+            shared_chunks=len(shared),
+            shared_bytes=sum(record.size_bytes for record in shared),
+            shared_from=parent.id if parent is not None and shared else None,
         )
-        return Snapshot(component, revision, tables)
 
     def _snapshot(
         self,
-        packed: Path,
-        digest: str,
+        files: tuple[FileRecord, ...],
         codec: str,
         raw_size: int,
         page_size: int,
         revision: str | None,
         tables: dict[str, int],
+        **details: object,
     ) -> Snapshot:
-        record = FileRecord(packed.name, packed.stat().st_size, digest)
         component = ComponentRecord(
             name="database",
             kind=self.kind,
-            files=(record,),
+            files=files,
             codec=codec,
             raw_size_bytes=raw_size,
-            details={"sqlite_version": sqlite3.sqlite_version, "page_size": page_size},
+            details={"sqlite_version": sqlite3.sqlite_version, "page_size": page_size, **details},
         )
         return Snapshot(component, revision, tables)
 
@@ -269,7 +264,8 @@ class SqliteBackend(DatabaseBackend):
                 digest = codecs.compress_file(raw, folder / name, codec, advance)
         finally:
             remove_quietly(raw)
-        return self._snapshot(folder / name, digest, codec, raw_size, page_size, revision, tables)
+        record = FileRecord(name, (folder / name).stat().st_size, digest)
+        return self._snapshot((record,), codec, raw_size, page_size, revision, tables)
 
     def inspect_target(self, url: URL) -> TargetState:
         """A missing or zero-length file does not exist; else count its rows."""
