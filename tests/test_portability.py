@@ -292,6 +292,13 @@ def test_the_cli_exports_and_imports(sqlite_backend: Backend, tmp_path: Path) ->
     second = run("--url", copy, "import", str(path))
     assert second.returncode == 0, second.stderr
     assert f"0 rows inserted, {exported['total_rows']} skipped" in second.stdout
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(gzip.decompress(path.read_bytes()))
+    ranged = run_json(
+        "--url", f"sqlite:///{tmp_path / 'ranged.db'}", "import", str(plain), "--jobs", "3"
+    )
+    assert ranged["inserted"] == exported["rows"]
+    assert run("--url", copy, "import", str(plain), "--jobs", "0").returncode == 2
     (tmp_path / "bad.jsonl").write_text('{"format": "arquivo-export", "format_version": 1}\n')
     bad = run("--url", copy, "import", str(tmp_path / "bad.jsonl"))
     assert bad.returncode == 1

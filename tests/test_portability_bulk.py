@@ -184,16 +184,16 @@ def test_the_default_import_reads_its_file_once(
 ) -> None:
     # The check pass keeps the converted rows in a scratch file, so the write pass
     # needs neither a second parse nor a file that stays the same meanwhile.
-    from arquivo.portability import importer
+    from arquivo.portability import reading
 
     opened: list[Path] = []
-    real = importer.open_binary
+    real = reading.open_binary
 
     def counting(path: Path) -> Any:
         opened.append(path)
         return real(path)
 
-    monkeypatch.setattr(importer, "open_binary", counting)
+    monkeypatch.setattr(reading, "open_binary", counting)
     path = tmp_path / "prefs.jsonl"
     lines = [_header(), *(_pref(i) for i in range(1, 41)), _end(user_preferences=40)]
     path.write_text("\n".join(lines) + "\n")

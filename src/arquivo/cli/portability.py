@@ -74,6 +74,16 @@ def import_command(
             show_default=False,
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Processes that check the file side by side before anything is written "
+            "(default: one per CPU and per 16 MiB of a plain .jsonl file, at most 4).",
+            show_default=False,
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Import an export file, keeping ids. Idempotent: rows already present are skipped.
@@ -82,7 +92,9 @@ def import_command(
     line number and nothing is written.
     """
     with state(ctx).store() as store, table_progress(enabled=not json) as progress:
-        report = import_data(store, file, progress=progress, batch_size=batch_size, atomic=atomic)
+        report = import_data(
+            store, file, progress=progress, batch_size=batch_size, atomic=atomic, jobs=jobs
+        )
     if json:
         print_json(report)
         return

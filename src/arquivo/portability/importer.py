@@ -7,7 +7,8 @@ By default, two phases; the file is read once:
    the driver's values, and kept in a scratch file (:mod:`arquivo.portability.spill`);
    the row counts are compared with the file's last line. A bad or truncated file
    raises :class:`~arquivo.errors.ValidationError` naming the line, and nothing is
-   written.
+   written. A large plain file is checked in byte ranges by several processes at once
+   (:mod:`arquivo.portability.parallel`), with the same outcome.
 2. **import**: the checked batches are inserted, keeping their ids; a row whose
    primary or unique key is already taken is skipped (counted in ``skipped``), so
    importing the same file twice adds nothing the second time. On PostgreSQL the id
@@ -35,41 +36,31 @@ text format cannot carry as bound) the driver's own ``executemany``.
 
 from __future__ import annotations
 
-import gzip
-import json
+import contextlib
+import functools
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import Connection, Table
 
-from arquivo.db import migrate
 from arquivo.db.dialects import DialectSupport, get_dialect, translate_errors
 from arquivo.db.fastpath import Prepared
 from arquivo.errors import ArquivoError, ValidationError
 from arquivo.portability.codec import DecodeError, TableCodec
-from arquivo.portability.fileformat import (
-    FORMAT,
-    FORMAT_VERSION,
-    ImportReport,
-    Progress,
-    ProgressCallback,
-    open_binary,
-)
+from arquivo.portability.fileformat import ImportReport, Progress, ProgressCallback
+from arquivo.portability.parallel import check_file, default_jobs
+from arquivo.portability.reading import LineError, Segment
 from arquivo.portability.scope import schema_tables
-from arquivo.portability.spill import Spill
 
 if TYPE_CHECKING:
     from arquivo.store import Arquivo
 
 __all__ = ["DEFAULT_BATCH", "import_data"]
 
-_PROGRESS_EVERY = 10_000
 #: Rows per INSERT, and what the file is checked and kept in between: 5,000 rows of chat
 #: messages hold SQLite's write lock for tens of milliseconds.
 DEFAULT_BATCH = 5_000
@@ -82,174 +73,12 @@ _HOLD_S = 0.2
 _MAX_TRANSACTION_ROWS = 25_000
 
 
-class _FileError(ValidationError):
-    """A problem at one line of the file (a ValidationError, with the line number)."""
-
-    def __init__(self, path: Path, line: int, problem: str, *, hint: str | None = None) -> None:
-        super().__init__(
-            f"{path}, line {line}: {problem}",
-            hint=hint or "the file is not a valid Arquivo export; nothing was imported",
-        )
-        self.line = line
-
-
-# orjson reads an integer beyond 64 bits as a float, silently: a line holding a run of
-# 19 or more digits (which any such integer has) is read by the json module instead.
-_DIGIT_MAP = bytes(ord("0") if ord("0") <= code <= ord("9") else ord(" ") for code in range(256))
-_LONG_NUMBER = b"0" * 19
-
-
-_BLANK = object()
-
-
-def _parse_slowly(path: Path, number: int, line: bytes) -> Any:
-    """A line orjson would read differently (integers beyond 64 bits) or refuses (NaN,
-    lone surrogates, numbers beyond a double, or not JSON at all), read by the json
-    module, so the same files import as before; ``_BLANK`` for a blank line.
-
-    Raises:
-        _FileError: The line is not JSON.
-        UnicodeDecodeError: The line is not UTF-8.
-    """
-    try:
-        return json.loads(line.decode("utf-8"))
-    except json.JSONDecodeError as exc:
-        if not line.strip():
-            return _BLANK
-        raise _FileError(path, number, f"not JSON: {exc.msg}") from exc
-
-
 def _stamp(path: Path) -> tuple[int, int]:
     try:
         status = path.stat()
     except OSError:
         return (-1, -1)
     return (status.st_size, status.st_mtime_ns)
-
-
-def _check_header(path: Path, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("format") != FORMAT:
-        raise _FileError(path, 1, "the first line is not an Arquivo export header")
-    version = value.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise _FileError(
-            path,
-            1,
-            f"format version {version!r} is newer than this Arquivo reads ({FORMAT_VERSION})",
-            hint="upgrade the arquivo package to import this file",
-        )
-    revision = value.get("revision")
-    if revision is not None and revision not in {r.id for r in migrate.history()}:
-        raise _FileError(
-            path,
-            1,
-            f"the file was exported at schema revision {revision!r}, unknown to this Arquivo",
-            hint="upgrade the arquivo package to import this file",
-        )
-    return value
-
-
-class _Pass:
-    """One streaming pass over an export file, checking its structure.
-
-    The header comes first, one row object per line, nothing after the end line, and
-    the end line's counts match the rows; the values themselves are checked by the
-    consumer (see :func:`_batches`). The end-of-file checks run when the last row has
-    been taken, so a consumer must exhaust :meth:`rows`.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        codecs: dict[str, TableCodec],
-        *,
-        progress: ProgressCallback | None = None,
-    ) -> None:
-        self.path = path
-        self.codecs = codecs
-        self.progress = progress
-        self.header: dict[str, Any] = {}
-        self.counts: dict[str, int] = {}
-
-    def rows(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """(line number, table, row) for every row line, in file order."""
-        path, codecs, counts, progress = self.path, self.codecs, self.counts, self.progress
-        loads, digits, long_number = orjson.loads, _DIGIT_MAP, _LONG_NUMBER
-        header: dict[str, Any] | None = None
-        end: dict[str, Any] | None = None
-        last = number = 0
-        between = False  # after the header, before the end line
-        with open_binary(path) as lines:
-            try:
-                for number, line in enumerate(lines, 1):
-                    value: Any = _BLANK
-                    if long_number not in line.translate(digits):
-                        try:
-                            value = loads(line)
-                        except orjson.JSONDecodeError:
-                            value = _BLANK  # the json module reads it, or says what is wrong
-                    if value is _BLANK:
-                        value = _parse_slowly(path, number, line)
-                        if value is _BLANK:
-                            continue
-                    last = number
-                    # Nearly every line: {"table": <a known table>, "row": {...}}.
-                    if between and type(value) is dict and len(value) == 2:
-                        table, row = value.get("table"), value.get("row")
-                        if type(row) is dict and type(table) is str and table in codecs:
-                            done = counts[table] = counts.get(table, 0) + 1
-                            if progress is not None and done % _PROGRESS_EVERY == 0:
-                                progress(Progress("validate", table, done, None))
-                            yield number, table, row
-                            continue
-                    if header is None:
-                        header = self.header = _check_header(path, value)
-                        between = True
-                        continue
-                    if end is not None:
-                        raise _FileError(path, number, "there is more after the end line")
-                    if isinstance(value, dict) and value.get("end") is True:
-                        end, between = value, False
-                        continue
-                    _refuse_row(path, number, value, codecs)
-            except UnicodeDecodeError as exc:
-                raise _FileError(path, number, "not UTF-8 text") from exc
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise _FileError(
-                    path, number + 1, f"the compressed data is damaged or cut short ({exc})"
-                ) from exc
-        if header is None:
-            raise _FileError(path, 1, "the file is empty")
-        if end is None:
-            raise _FileError(
-                path,
-                last + 1,
-                "the file ends before its end line: it was cut short",
-                hint="export again, or copy the complete file; nothing was imported",
-            )
-        declared = end.get("rows")
-        if not isinstance(declared, dict) or {k: v for k, v in declared.items() if v} != counts:
-            raise _FileError(
-                path,
-                last,
-                f"the end line counts {declared!r} rows but the file holds {counts!r}",
-                hint="the file was edited or damaged; export again",
-            )
-
-
-def _refuse_row(path: Path, number: int, value: Any, codecs: dict[str, TableCodec]) -> None:
-    """Raise the error of a line that is not a row of a known table."""
-    if not isinstance(value, dict) or len(value) != 2 or "table" not in value or "row" not in value:
-        raise _FileError(path, number, 'expected {"table": ..., "row": {...}}')
-    table = value["table"]
-    if not isinstance(table, str) or table not in codecs:
-        raise _FileError(
-            path,
-            number,
-            f"unknown table {table!r}",
-            hint="the file comes from a newer Arquivo, or is not an Arquivo export",
-        )
-    raise _FileError(path, number, "the row is not a JSON object")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +110,14 @@ def _check_columns(path: Path, number: int, codec: TableCodec, row: dict[str, An
     """The checks that depend on the columns a row has, not on its values."""
     unknown = codec.unknown(row)
     if unknown:
-        raise _FileError(
+        raise LineError(
             path,
             number,
             f"table {codec.table.name}: the table {codec.table.name} has no column {unknown[0]!r}",
         )
     for name in codec.primary_key:
         if name not in row:
-            raise _FileError(
+            raise LineError(
                 path, number, f"table {codec.table.name}: the key column {name} is missing"
             )
 
@@ -387,7 +216,7 @@ class _Writer:
         if self.atomic:
             # The transaction is aborted; its rows cannot be tried one by one.
             first, last = numbers[0], numbers[-1]
-            return _FileError(
+            return LineError(
                 self.path,
                 first,
                 f"the database refused a row of {name} in lines {first}-{last}: "
@@ -400,14 +229,14 @@ class _Writer:
                     self._run(plan, [row])
                     trial.rollback()
             except self._errors as row_exc:
-                return _FileError(
+                return LineError(
                     self.path,
                     number,
                     f"the database refused this row of {name}: {self._reason(row_exc)}",
                     hint="the lines before this batch were imported; fix the file and "
                     "import it again (rows already imported are skipped)",
                 )
-        return _FileError(self.path, numbers[0], f"a batch of {name} failed: {exc}")
+        return LineError(self.path, numbers[0], f"a batch of {name} failed: {exc}")
 
     def finish(self, tables: dict[str, Table]) -> None:
         """Move id sequences past the imported ids (on the databases that need it)."""
@@ -426,6 +255,7 @@ def import_data(
     progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     atomic: bool = False,
+    jobs: int | None = None,
 ) -> ImportReport:
     """Import an export file into the store, keeping ids; idempotent.
 
@@ -444,6 +274,10 @@ def import_data(
             0.2 s each (at most 25,000 rows).
         atomic: One transaction for the whole import: all or nothing (holds SQLite's
             write lock throughout).
+        jobs: Processes that check the file side by side before the import writes
+            (see :mod:`arquivo.portability.parallel`). By default one per CPU and per
+            16 MiB of file, at most 4; 1 checks it in this process. Not used by an
+            atomic import, nor for a gzip-compressed file.
 
     Returns:
         The rows inserted and skipped per table.
@@ -458,19 +292,29 @@ def import_data(
     path = Path(path)
     if batch_size is not None and batch_size < 1:
         raise ValidationError(f"batch_size must be positive, not {batch_size}")
+    if jobs is not None and jobs < 1:
+        raise ValidationError(f"jobs must be positive, not {jobs}")
     tables = {table.name: table for table in schema_tables()}
     codecs = {name: TableCodec(table) for name, table in tables.items()}
     support = get_dialect(store.dialect)
-    # The atomic import reports its one pass as "import"; the other, "validate" first.
-    reading = _Pass(path, codecs, progress=None if atomic else progress)
     with (
         translate_errors(store.dialect),
         store.engine.connect() as connection,
         support.bulk_loading(connection),
     ):
         writer = _Writer(connection, support, path, atomic=atomic)
-        _import(reading, codecs, writer, tables, batch_size, progress)
-    header, counts = reading.header, reading.counts
+        batches = functools.partial(
+            _batches, codecs=codecs, writer=writer, batch_size=batch_size or DEFAULT_BATCH
+        )
+        if atomic:
+            # The one pass is reported as "import"; the other way, "validate" first.
+            header, counts = _import_atomic(
+                Segment(path, codecs), batches, writer, tables, progress
+            )
+        else:
+            header, counts = _import_checked(
+                path, codecs, batches, writer, tables, batch_size, progress, jobs
+            )
     inserted = {name: writer.inserted.get(name, 0) for name in tables}
     return ImportReport(
         path=path,
@@ -484,36 +328,66 @@ def import_data(
     )
 
 
-def _import(
-    reading: _Pass,
+_Batches = Callable[[Segment], Iterator[tuple[_Plan, list[int], list[tuple[Any, ...]]]]]
+
+
+def _import_atomic(
+    reading: Segment,
+    batches: _Batches,
+    writer: _Writer,
+    tables: dict[str, Table],
+    progress: ProgressCallback | None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """One pass checks and writes in one transaction, which anything wrong rolls back."""
+    stamp = _stamp(reading.path)
+    with writer.connection.begin():  # rolled back by any exception
+        _write_all(writer, batches(reading), progress, None)
+        _check_unchanged(reading.path, stamp)
+        writer.finish(tables)
+    return reading.header, reading.counts
+
+
+def _import_checked(
+    path: Path,
     codecs: dict[str, TableCodec],
+    batches: _Batches,
     writer: _Writer,
     tables: dict[str, Table],
     batch_size: int | None,
     progress: ProgressCallback | None,
-) -> None:
-    """Atomic: one pass checks and writes in one transaction, which anything wrong rolls
-    back. Else: check and convert the whole file into a scratch file, then write its
-    batches, in transactions of one batch (``batch_size`` given) or grown by time."""
-    batches = _batches(reading, codecs, writer, batch_size or DEFAULT_BATCH)
-    if writer.atomic:
-        stamp = _stamp(reading.path)
-        with writer.connection.begin():  # rolled back by any exception
-            _write_all(writer, batches, progress, None)
-            _check_unchanged(reading.path, stamp)
-            writer.finish(tables)
-        return
-    with Spill[_Plan]() as spill:
-        for plan, numbers, rows in batches:
-            spill.add(plan, numbers, rows)
+    jobs: int | None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Check and convert the whole file into scratch files (on ``jobs`` processes), then
+    write its batches, in transactions of one batch (``batch_size`` given) or grown by
+    time."""
+
+    def describe(plan: _Plan) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        columns = plan.names[: len(plan.names) - len(plan.missing)]
+        return plan.table.name, tuple(columns), tuple(plan.names)
+
+    def resolve(table: str, columns: tuple[str, ...], line: int) -> _Plan:
+        return writer.plan(codecs[table], dict.fromkeys(columns), line)
+
+    with contextlib.ExitStack() as stack:
+        checked = check_file(
+            path,
+            codecs,
+            batches,
+            describe,
+            resolve,
+            jobs=default_jobs(path) if jobs is None else jobs,
+            progress=progress,
+            stack=stack,
+        )
         # The whole file is read and checked: from here on it is not read again.
         try:
-            _write_all(writer, spill.batches(), progress, reading.counts, grow=batch_size is None)
+            _write_all(writer, checked.replay(), progress, checked.counts, grow=batch_size is None)
             writer.finish(tables)
         except BaseException:
             if writer.touched:
                 writer.finish(tables)  # the committed batches still need their sequences
             raise
+    return checked.header, checked.counts
 
 
 def _write_all(
@@ -567,7 +441,7 @@ def _check_unchanged(path: Path, stamp: tuple[int, int]) -> None:
 
 
 def _batches(
-    reading: _Pass, codecs: dict[str, TableCodec], writer: _Writer, batch_size: int
+    reading: Segment, *, codecs: dict[str, TableCodec], writer: _Writer, batch_size: int
 ) -> Iterator[tuple[_Plan, list[int], list[tuple[Any, ...]]]]:
     """The file's rows, checked and converted to the driver's values, in batches of
     one plan (with the line number of each row)."""
@@ -591,7 +465,7 @@ def _batches(
         try:
             values = plan.load(row)
         except DecodeError as exc:
-            raise _FileError(reading.path, number, f"table {table}: {exc}") from None
+            raise LineError(reading.path, number, f"table {table}: {exc}") from None
         numbers.append(number)
         rows.append(values)
     if rows and plan is not None:

@@ -19,7 +19,7 @@ import marshal
 import pickle
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any, Generic, TypeVar
 
 from arquivo.backup.files import os_errors
@@ -82,8 +82,30 @@ class Spill(Generic[P]):
             self._file.write(data)
         self.size += _HEAD.size + len(data)
 
-    def batches(self) -> Iterator[tuple[P, list[int], list[tuple[Any, ...]]]]:
-        """Every batch added, in order (one in memory at a time)."""
+    @property
+    def plans(self) -> list[P]:
+        """The plans of the batches added, in the order first seen."""
+        return list(self._plans)
+
+    def flush(self) -> None:
+        """Write what is buffered to the file (before another process reads it).
+
+        Raises:
+            StorageFullError: The scratch file's disk is full.
+        """
+        with os_errors("cannot write the import's scratch file", full_hint=_FULL_HINT):
+            self._file.flush()
+
+    def batches(
+        self, plans: Sequence[P] | None = None
+    ) -> Iterator[tuple[P, list[int], list[tuple[Any, ...]]]]:
+        """Every batch added, in order (one in memory at a time).
+
+        Args:
+            plans: The plans in :attr:`plans`'s order, when the batches were added by
+                another process (a fork sharing the file): its plans are not this one's.
+        """
+        known = self._plans if plans is None else plans
         with os_errors("cannot read the import's scratch file"):
             self._file.flush()
             self._file.seek(0)
@@ -94,7 +116,7 @@ class Spill(Generic[P]):
             if len(data) != length:
                 raise ArquivoError("the import's scratch file ended early: it was changed")
             index, numbers, rows = (marshal if kind == _MARSHAL else pickle).loads(data)
-            yield self._plans[index], numbers, rows
+            yield known[index], numbers, rows
 
     def close(self) -> None:
         """Close (and so delete) the file."""
