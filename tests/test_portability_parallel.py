@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,21 @@ def test_the_default_is_one_process_per_cpu_and_16_mib(tmp_path: Path) -> None:
     assert parallel.default_jobs(small) == 1
     assert parallel.default_jobs(large) == min(cpus, 4)
     assert parallel.default_jobs(tmp_path / "missing.jsonl") == 1
+
+
+def test_a_missing_file_or_a_pipe_is_read_as_by_one_pass(
+    sqlite_store: Arquivo, tmp_path: Path
+) -> None:
+    with pytest.raises(ValidationError, match="cannot open"):
+        import_data(sqlite_store, tmp_path / "missing.jsonl", jobs=2)
+    pipe = tmp_path / "pipe.jsonl"
+    os.mkfifo(pipe)
+    feeder = threading.Thread(target=pipe.write_text, args=("\n".join(_prefs(40)) + "\n",))
+    feeder.start()
+    try:
+        assert import_data(sqlite_store, pipe, jobs=2).inserted["user_preferences"] == 40
+    finally:
+        feeder.join(timeout=10)
 
 
 def test_jobs_must_be_positive(sqlite_store: Arquivo, tmp_path: Path) -> None:

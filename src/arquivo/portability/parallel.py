@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import stat
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -101,16 +103,25 @@ Resolve = Callable[[str, tuple[str, ...], int], P]
 
 def _ranges(path: Path, jobs: int) -> list[tuple[int, int | None]]:
     """Up to ``jobs`` byte ranges of ``path`` cut after a newline (one if compressed)."""
-    with open(path, "rb") as file:
-        if jobs < 2 or file.read(2) == _GZIP_MAGIC:
-            return [(0, None)]
-        size = os.fstat(file.fileno()).st_size
-        cuts = [0]
-        for index in range(1, jobs):
-            file.seek(max(size * index // jobs - 1, 0))
-            cut = file.tell() + len(file.readline())
-            if cuts[-1] < cut < size:
-                cuts.append(cut)
+    try:
+        status = os.stat(path)
+    except OSError:
+        return [(0, None)]  # the pass says what is wrong with the path
+    # Not a regular file (a pipe): opening it here would take a reader's data.
+    if jobs < 2 or not stat.S_ISREG(status.st_mode):
+        return [(0, None)]
+    cuts = [0]
+    try:
+        with open(path, "rb") as file:
+            if file.read(2) == _GZIP_MAGIC:
+                return [(0, None)]
+            for index in range(1, jobs):
+                file.seek(max(status.st_size * index // jobs - 1, 0))
+                cut = file.tell() + len(file.readline())
+                if cuts[-1] < cut < status.st_size:
+                    cuts.append(cut)
+    except OSError:
+        return [(0, None)]  # unreadable: the pass says so
     return [(start, stop) for start, stop in zip(cuts, [*cuts[1:], None], strict=True)]
 
 
@@ -337,6 +348,8 @@ def _child(
     pipe: Connection,
 ) -> None:
     """Check one range into its scratch file and send what it saw."""
+    # Ctrl-C is the parent's to handle (it ends its children); no traceback from here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     segment.progress = lambda step: pipe.send((step.table, step.done))
     outcome = _Outcome()
     try:
