@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blake3
+import lz4.frame
 import pytest
 import sqlalchemy as sa
 
 from arquivo import Arquivo
-from arquivo.backup import Backups
+from arquivo.backup import Backups, chunks
 from arquivo.backup import codec as codecs
 from arquivo.backup.chunks import CHUNK_BYTES, chunk_name
 from arquivo.backup.manifest import BackupInfo
@@ -298,6 +300,11 @@ def test_a_second_backup_shares_the_unchanged_chunks_and_both_restore(tmp_path: 
     assert len(shared) == details["shared_chunks"]
     assert details["shared_bytes"] == sum(f.size_bytes for f in shared)
     assert all((second.path / f.path).stat().st_nlink == 2 for f in shared)
+    # The manifest's hashes are those of the chunks' uncompressed bytes.
+    assert details["chunk_hash"] == "blake3"
+    for index in (0, len(files) - 1):
+        raw = lz4.frame.decompress((second.path / files[index].path).read_bytes())
+        assert blake3.blake3(raw).hexdigest() == details["chunks"][index]
     backups = Backups(None, folder)
     assert backups.verify(second.id).ok
     # Removing the first backup leaves the second whole.
@@ -305,6 +312,28 @@ def test_a_second_backup_shares_the_unchanged_chunks_and_both_restore(tmp_path: 
     assert [b.id for b in backups.list()] == [second.id]
     assert backups.verify(second.id).ok
     _restores(second, folder, tmp_path / "restored.db", _messages(db))
+
+
+def test_chunks_hashed_another_way_are_not_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backup made where BLAKE3 was missing (SHA-256) and one made with it cannot
+    # compare their chunks' hashes: the chunks are compressed again, not linked.
+    db = tmp_path / "arquivo.db"
+    _chunky_store(db, 12)
+    folder = tmp_path / "backups"
+    first, _ = _create(db, folder)
+    assert first.components[0].details["chunk_hash"] == "blake3"
+    monkeypatch.setattr(chunks, "CHUNK_HASH", "sha256")
+    monkeypatch.setattr(chunks, "_chunk_hasher", hashlib.sha256)
+    second, _ = _create(db, folder)
+    details = second.components[0].details
+    assert details["chunk_hash"] == "sha256"
+    assert details["shared_chunks"] == 0
+    third, _ = _create(db, folder)
+    assert third.components[0].details["shared_from"] == second.id
+    assert third.components[0].details["shared_chunks"] == len(third.components[0].files)
+    assert Backups(None, folder).verify(third.id).ok
 
 
 def test_a_changed_codec_or_a_damaged_parent_file_is_not_shared(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import URL, Engine
 
+from arquivo.backup import chunks
 from arquivo.backup import codec as codecs
 from arquivo.backup.base import (
     DatabaseBackend,
@@ -196,6 +197,7 @@ class SqliteBackend(DatabaseBackend):
             revision,
             tables,
             chunk_bytes=CHUNK_BYTES,
+            chunk_hash=chunks.CHUNK_HASH,
             chunks=[chunk.raw_sha256 for chunk in written],
             shared_chunks=len(shared),
             shared_bytes=sum(record.size_bytes for record in shared),
