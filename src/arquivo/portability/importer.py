@@ -158,9 +158,7 @@ class _Writer:
         values = {name: sa.bindparam(name, type_=table.c[name].type) for name in names}
         insert: Any = self.support.insert(table).values(values)
         prepared = Prepared(insert.on_conflict_do_nothing(), dialect)
-        binds = {
-            name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        }
+        binds = {name: self.support.bulk_bind(table.c[name], dialect) for name in names}
         order = prepared.order
         reorder = None if order is None or list(order) == names else [names.index(n) for n in order]
         plan = _Plan(

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy import URL, Connection, Engine, Table, text
+from sqlalchemy import URL, Column, Connection, Engine, Table, text
 from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from arquivo.db.dialects.base import DialectSupport, Listener
-from arquivo.db.types import JSONText, Vector, register_psycopg_vectors
+from arquivo.db.types import JSONText, UTCDateTime, Vector, register_psycopg_vectors
 from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
@@ -69,6 +72,53 @@ class _PostgresListener(Listener):
         # A broken connection is being thrown away anyway.
         with contextlib.suppress(psycopg.Error):
             self._connection.close()
+
+
+def _json_as_text(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``bind``, carrying ``from_json``: a parsed JSON value -> its JSON text for jsonb."""
+
+    def process(value: Any) -> Any:
+        return value if bind is None else bind(value)
+
+    def from_json(value: Any) -> Any:
+        # jsonb keeps the value, not the text, so orjson's text stores what json.dumps'
+        # would. Except: NaN and infinities, which orjson writes as null (the server
+        # refuses them from json.dumps); a value showing null takes the general path, as
+        # does anything orjson refuses (integers beyond 64 bits, lone surrogates).
+        try:
+            out = orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            return process(value)
+        return process(value) if b"null" in out else out.decode()
+
+    process.from_json = from_json  # type: ignore[attr-defined]
+    return process
+
+
+def _timestamp_as_text(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``bind``, carrying ``from_text``: an ISO 8601 text -> a timestamptz's UTC text."""
+
+    def process(value: Any) -> Any:
+        return value if bind is None else bind(value)
+
+    fromisoformat = datetime.fromisoformat
+
+    def from_text(text: str) -> str:
+        value = fromisoformat(text)  # ValueError: not a timestamp (the loader says so)
+        if (
+            text.endswith("+00:00")
+            and (len(text) == 25 or (len(text) == 32 and text[19] == "."))
+            and text[10] == "T"
+            and text[4] == text[7] == "-"
+            and text[13] == text[16] == ":"
+        ):
+            return text  # the layout every export writes, which the server reads as is
+        # Any other form Python reads (naive is UTC; week dates, basic format) is written
+        # out in that layout, so the server never parses what Python did not.
+        return str(process(value).isoformat())
+
+    process.from_text = from_text  # type: ignore[attr-defined]
+    return process
 
 
 class PostgresSupport(DialectSupport):
@@ -150,6 +200,17 @@ class PostgresSupport(DialectSupport):
 
     def insert(self, table: Table) -> Insert:
         return pg_dialect.insert(table)
+
+    def bulk_bind(self, column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+        # An import's documents and timestamps go to COPY (and to INSERTs that cast each
+        # parameter) as their text: psycopg's JSON dumper runs json.dumps per value, and
+        # the scratch file must pickle JSON wrappers and datetimes, but marshals text.
+        bind = super().bulk_bind(column, dialect)
+        if isinstance(column.type.dialect_impl(dialect), pg_dialect.JSONB):
+            return _json_as_text(bind)
+        if isinstance(column.type, UTCDateTime):
+            return _timestamp_as_text(bind)
+        return bind
 
     def insert_ignoring(
         self,
