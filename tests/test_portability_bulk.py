@@ -337,3 +337,31 @@ def test_by_default_batches_share_transactions_sized_by_time(
     store.preferences.clear("u")
     assert import_data(store, path, batch_size=7).inserted["user_preferences"] == 40
     assert (grown, len(commits)) == (4, 7)
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_rows_whose_other_unique_key_is_taken_are_skipped_whatever_the_route(
+    store: Arquivo, tmp_path: Path, atomic: bool
+) -> None:
+    # On PostgreSQL a batch whose ids are all free is copied straight into the table;
+    # a unique key taken after all ((user_id, key) here, or one id twice in the file)
+    # sends the batch through the staging table, which skips those rows.
+    store.preferences.set("u", "k2", "already here")
+    lines = [_pref(i + 100) for i in range(1, 6)]
+    lines[1] = _pref(102, key="k2")  # (u, k2) is taken under another id
+    lines.append(_pref(103))  # the same id twice in the file
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n".join([_header(), *lines, _end(user_preferences=len(lines))]) + "\n")
+    report = import_data(store, path, atomic=atomic)
+    assert report.inserted["user_preferences"] == 4
+    assert report.skipped["user_preferences"] == 2
+    stored = store.preferences.all("u")
+    assert stored["k2"] == "already here"
+    assert {key: stored[key] for key in ("k101", "k103", "k104", "k105")} == {
+        "k101": 101,
+        "k103": 103,
+        "k104": 104,
+        "k105": 105,
+    }
+    again = import_data(store, path, atomic=atomic)
+    assert again.inserted["user_preferences"] == 0

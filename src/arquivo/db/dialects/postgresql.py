@@ -121,6 +121,49 @@ def _timestamp_as_text(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any
     return process
 
 
+def _keys_free(
+    cursor: Any, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], quote: Any
+) -> bool:
+    """Whether no row of ``table`` has an integer key in the range of ``rows``' keys (one
+    index probe): then the rows most likely all go in, as in a first import."""
+    keys = list(table.primary_key.columns)
+    if len(keys) != 1 or keys[0].name not in names or not rows:
+        return False
+    at = list(names).index(keys[0].name)
+    values = [row[at] for row in rows]
+    if not all(type(value) is int for value in values):
+        return False
+    cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {quote(table.name)} "
+        f"WHERE {quote(keys[0].name)} BETWEEN %s AND %s)",
+        (min(values), max(values)),
+    )
+    return not cursor.fetchone()[0]
+
+
+def _copy_unless_taken(
+    cursor: Any, target: str, columns: str, rows: Sequence[Sequence[Any]]
+) -> int | None:
+    """COPY the rows straight into the table (a third less of the server's time than
+    through a staging table); ``None``, with nothing written, if a key is taken after
+    all (another unique key, or the same key twice in the rows)."""
+    from psycopg import errors
+
+    cursor.execute("SAVEPOINT arquivo_copy")
+    try:
+        with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    except errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT arquivo_copy")
+        cursor.execute("RELEASE SAVEPOINT arquivo_copy")
+        return None
+    # Any other refusal (a foreign key to nowhere) fails the write as the staging
+    # route would: the caller's transaction is rolled back.
+    cursor.execute("RELEASE SAVEPOINT arquivo_copy")
+    return len(rows)
+
+
 class PostgresSupport(DialectSupport):
     """PostgreSQL 13+ with the psycopg 3 driver."""
 
@@ -219,11 +262,10 @@ class PostgresSupport(DialectSupport):
         names: Sequence[str],
         rows: Sequence[Sequence[Any]],
     ) -> int | None:
-        # COPY into a bare staging table, then one INSERT ... SELECT ON CONFLICT DO
-        # NOTHING: psycopg's executemany pays a protocol round of Python work per row
-        # (measured: 3x the CPU of the whole rest of an import); COPY streams the rows.
-        # Vectors are bound as binary real[] (Float32Array), which COPY's text format
-        # cannot carry: those tables keep executemany.
+        # COPY streams the rows: psycopg's executemany pays a protocol round of Python
+        # work per row (measured: 3x the CPU of the whole rest of an import). Vectors
+        # are bound as binary real[] (Float32Array), which COPY's text format cannot
+        # carry: those tables keep executemany.
         if any(isinstance(table.c[name].type, Vector) for name in names):
             return None
         quote = connection.dialect.identifier_preparer.quote
@@ -231,8 +273,13 @@ class PostgresSupport(DialectSupport):
         columns = ", ".join(quote(name) for name in names)
         raw: Any = connection.connection.driver_connection
         with raw.cursor() as cursor:
-            # Created per call and dropped at its end (or with an aborted transaction),
-            # so no staging table outlives the write, whatever the transaction mode.
+            if _keys_free(cursor, table, names, rows, quote):
+                copied = _copy_unless_taken(cursor, target, columns, rows)
+                if copied is not None:
+                    return copied
+            # COPY into a bare staging table, then one INSERT ... SELECT ... ON CONFLICT
+            # DO NOTHING. Created per call and dropped at its end (or with an aborted
+            # transaction), so no staging table outlives the write.
             cursor.execute(
                 f"CREATE TEMP TABLE {_STAGING} ON COMMIT DROP AS "
                 f"SELECT {columns} FROM {target} WITH NO DATA"
