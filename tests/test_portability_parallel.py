@@ -4,8 +4,10 @@ the same rows, and for a bad file the same error, naming the same line."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
+import multiprocessing
 import os
 import threading
 from collections.abc import Iterator
@@ -206,6 +208,28 @@ def test_a_checking_process_that_dies_is_an_error(tmp_path: Path) -> None:
         )
     assert "ended without a result (exit code 3)" in caught.value.message
     assert caught.value.hint
+
+
+def test_when_a_fork_fails_one_pass_checks_the_file(
+    sqlite_store: Arquivo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second fork fails as it would at the process limit (EAGAIN): the first child
+    # is ended and the file is checked in this process instead.
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n".join(_prefs(90)) + "\n")
+    real = parallel._Children._start
+    started: list[int] = []
+
+    def start_once(self: Any, *args: Any) -> None:
+        if started:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        real(self, *args)
+        started.append(self._processes[-1].pid)
+
+    monkeypatch.setattr(parallel._Children, "_start", start_once)
+    assert import_data(sqlite_store, path, jobs=3).inserted["user_preferences"] == 90
+    assert len(started) == 1
+    assert multiprocessing.active_children() == []
 
 
 def test_the_default_is_one_process_per_cpu_and_16_mib(tmp_path: Path) -> None:

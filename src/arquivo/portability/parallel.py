@@ -157,7 +157,15 @@ def check_file(
             spills[0].add(*batch)
         return Checked(whole.header, whole.counts, spills[0].batches)
     first = Segment(path, codecs, stop=ranges[0][1])
-    children = _Children(path, codecs, produce, describe, ranges[1:], spills[1:], progress, first)
+    try:
+        children = _Children(
+            path, codecs, produce, describe, ranges[1:], spills[1:], progress, first
+        )
+    except OSError:
+        # No fork now (out of memory, or the process limit reached): one pass does it.
+        return check_file(
+            path, codecs, produce, describe, resolve, jobs=1, progress=progress, stack=stack
+        )
     try:
         for batch in produce(first):
             spills[0].add(*batch)
@@ -266,9 +274,29 @@ class _Children(Generic[P]):
         self._counts: list[dict[str, int]] = [{} for _ in ranges]
         if progress is not None:
             first.progress = self._report_first
-        for (start, stop), spill in zip(ranges, spills, strict=True):
-            receive, send = context.Pipe(duplex=False)
-            segment = Segment(path, codecs, start=start, stop=stop, after_header=True)
+        try:
+            for (start, stop), spill in zip(ranges, spills, strict=True):
+                self._start(
+                    context,
+                    Segment(path, codecs, start=start, stop=stop, after_header=True),
+                    spill,
+                    produce,
+                    describe,
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(
+        self,
+        context: Any,
+        segment: Segment,
+        spill: Spill[P],
+        produce: Produce[P],
+        describe: Describe[P],
+    ) -> None:
+        receive, send = context.Pipe(duplex=False)
+        try:
             process = context.Process(
                 target=_child, args=(segment, spill, produce, describe, send), daemon=True
             )
@@ -276,9 +304,13 @@ class _Children(Generic[P]):
                 # Python 3.12+ warns of forking a threaded process: see the module's doc.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 process.start()
+        except BaseException:
+            receive.close()
+            raise
+        finally:
             send.close()
-            self._pipes.append(receive)
-            self._processes.append(process)
+        self._pipes.append(receive)
+        self._processes.append(process)
 
     def _report(self, table: str) -> None:
         if self._progress is not None:
