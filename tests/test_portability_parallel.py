@@ -9,6 +9,7 @@ import gzip
 import json
 import multiprocessing
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,12 +158,53 @@ def test_a_header_after_more_blank_lines_than_the_first_range_holds(
     assert import_data(sqlite_store, path, jobs=2).inserted["user_preferences"] == 10
 
 
-def test_a_gzip_file_is_read_by_one_pass(sqlite_store: Arquivo, tmp_path: Path) -> None:
+def test_a_gzip_file_is_checked_in_ranges_of_a_plain_copy(
+    sqlite_store: Arquivo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    cut: list[tuple[Path, int]] = []
+    real = parallel._ranges
+
+    def spy(path: Path, jobs: int) -> list[tuple[int, int | None]]:
+        ranges = real(path, jobs)
+        cut.append((path, len(ranges)))
+        return ranges
+
+    monkeypatch.setattr(parallel, "_ranges", spy)
     path = tmp_path / "prefs.jsonl.gz"
     with gzip.open(path, "wt") as out:
-        out.write("\n".join(_prefs(50)) + "\n")
+        out.write("\n".join(_prefs(90)) + "\n")
     assert parallel._ranges(path, 3) == [(0, None)]
-    assert import_data(sqlite_store, path, jobs=3).inserted["user_preferences"] == 50
+    cut.clear()
+    assert import_data(sqlite_store, path, jobs=3).inserted["user_preferences"] == 90
+    [(copy, ranges)] = cut
+    assert copy.parent == scratch
+    assert copy.suffix == ".jsonl"
+    assert ranges == 3
+    assert list(scratch.iterdir()) == []  # the plain copy is gone
+
+
+@pytest.mark.parametrize("damage", ["bad line", "cut short"])
+def test_a_bad_gzip_file_gets_the_one_pass_error(
+    sqlite_store: Arquivo, tmp_path: Path, damage: str
+) -> None:
+    lines = _prefs(90)
+    lines[85] = _pref(999, id="x")
+    path = tmp_path / "bad.jsonl.gz"
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path.write_bytes(data if damage == "bad line" else data[: len(data) // 2])
+    errors: list[ValidationError] = []
+    for jobs in (1, 3):
+        with pytest.raises(ValidationError) as caught:
+            import_data(sqlite_store, path, jobs=jobs)
+        errors.append(caught.value)
+    assert errors[1].message == errors[0].message
+    assert str(path) in errors[1].message
+    words = "line 86: table user_preferences" if damage == "bad line" else "cut short"
+    assert words in errors[1].message
+    assert sqlite_store.preferences.all("u") == {}
 
 
 def test_progress_adds_the_rows_of_every_range(

@@ -11,8 +11,11 @@ the 2-CPU build machine this made the whole import about a third faster.
 Whatever the cut, the outcome is the serial pass's: the ranges' findings are joined in
 file order, so the error reported is the first in the file, with its line number
 counted from the top; the end line must be the file's last, and its counts are checked
-against all the rows. A gzip-compressed file (which cannot be entered in the middle),
-a small file, one CPU, or a system without ``fork`` is read by one pass. Fork is used
+against all the rows. A gzip-compressed file cannot be entered in the middle: it is
+first decompressed into a plain copy in ``TMPDIR`` (gzip's C decoder writes it in a
+fraction of the time the check saves; the copy is deleted with the scratch files), and
+read by one pass if that copy cannot be made. A pipe, a small file, one CPU, or a
+system without ``fork`` is read by one pass. Fork is used
 rather than fresh interpreters because a fresh one would spend a second importing the
 library, and the child only parses, checks and writes its scratch file: it touches no
 database connection, no lock another thread may hold, and exits without cleaning up
@@ -22,12 +25,17 @@ the parent's objects.
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import multiprocessing
 import os
+import shutil
 import signal
 import stat
 import sys
+import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -53,11 +61,14 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def default_jobs(path: Path) -> int:
-    """How many processes check ``path``: one per CPU and per 16 MiB, at most 4."""
+    """How many processes check ``path``: one per CPU and per 16 MiB, at most 4 (a gzip
+    file counts three times its size, about what an export compresses to)."""
     try:
         size = path.stat().st_size
     except OSError:
         return 1  # the pass itself says what is wrong with the path
+    if _is_gzip(path):
+        size *= 3
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cpus or 1, _MAX_JOBS, size // MIN_RANGE_BYTES))
 
@@ -110,11 +121,11 @@ def _ranges(path: Path, jobs: int) -> list[tuple[int, int | None]]:
     # Not a regular file (a pipe): opening it here would take a reader's data.
     if jobs < 2 or not stat.S_ISREG(status.st_mode):
         return [(0, None)]
+    if _is_gzip(path):
+        return [(0, None)]
     cuts = [0]
     try:
         with open(path, "rb") as file:
-            if file.read(2) == _GZIP_MAGIC:
-                return [(0, None)]
             for index in range(1, jobs):
                 file.seek(max(status.st_size * index // jobs - 1, 0))
                 cut = file.tell() + len(file.readline())
@@ -123,6 +134,34 @@ def _ranges(path: Path, jobs: int) -> list[tuple[int, int | None]]:
     except OSError:
         return [(0, None)]  # unreadable: the pass says so
     return [(start, stop) for start, stop in zip(cuts, [*cuts[1:], None], strict=True)]
+
+
+def _is_gzip(path: Path) -> bool:
+    """Whether ``path`` is a regular file starting as gzip does (a pipe is not opened:
+    its first bytes would be taken from its reader)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as file:
+            return file.read(2) == _GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _decompressed(path: Path, stack: contextlib.ExitStack) -> Path | None:
+    """A plain copy of the gzip file ``path`` in ``TMPDIR`` (deleted by ``stack``), which
+    can be cut in ranges; ``None`` if it cannot be made (a damaged file, a full disk):
+    the one pass then reads the file, and says what is wrong with it."""
+    try:
+        copy = stack.enter_context(
+            tempfile.NamedTemporaryFile(prefix="arquivo-import-", suffix=".jsonl")  # noqa: SIM115
+        )
+        with gzip.open(path, "rb") as source:
+            shutil.copyfileobj(source, copy, 4 * 2**20)
+        copy.flush()
+    except (OSError, EOFError, zlib.error):
+        return None
+    return Path(copy.name)
 
 
 def _can_fork() -> bool:
@@ -140,32 +179,39 @@ def check_file(
     jobs: int,
     progress: ProgressCallback | None,
     stack: contextlib.ExitStack,
+    source: Path | None = None,
 ) -> Checked[P]:
     """Read and check the whole of ``path`` into scratch files, on ``jobs`` processes.
 
     ``produce`` turns a :class:`Segment`'s rows into checked batches; the scratch files
-    are closed by ``stack``.
+    (and the plain copy of a gzip-compressed file) are closed by ``stack``. ``source``
+    is the file read instead of ``path``, if any.
 
     Raises:
         ValidationError: The file is malformed (the first problem in the file).
     """
-    ranges = _ranges(path, jobs) if jobs > 1 and _can_fork() else [(0, None)]
+    again = functools.partial(
+        check_file, path, codecs, produce, describe, resolve, progress=progress, stack=stack
+    )
+    parallel = jobs > 1 and _can_fork()
+    if source is None and parallel and _is_gzip(path):
+        plain = _decompressed(path, stack)
+        if plain is not None:
+            return again(jobs=jobs, source=plain)
+    source = path if source is None else source
+    ranges = _ranges(source, jobs) if parallel else [(0, None)]
     spills: list[Spill[P]] = [stack.enter_context(Spill[P]()) for _ in ranges]
     if len(ranges) == 1:
-        whole = Segment(path, codecs, progress=progress)
+        whole = Segment(path, codecs, progress=progress, source=source)
         for batch in produce(whole):
             spills[0].add(*batch)
         return Checked(whole.header, whole.counts, spills[0].batches)
-    first = Segment(path, codecs, stop=ranges[0][1])
+    first = Segment(path, codecs, stop=ranges[0][1], source=source)
     try:
-        children = _Children(
-            path, codecs, produce, describe, ranges[1:], spills[1:], progress, first
-        )
+        children = _Children(first, produce, describe, ranges[1:], spills[1:], progress)
     except OSError:
         # No fork now (out of memory, or the process limit reached): one pass does it.
-        return check_file(
-            path, codecs, produce, describe, resolve, jobs=1, progress=progress, stack=stack
-        )
+        return again(jobs=1, source=source)
     try:
         for batch in produce(first):
             spills[0].add(*batch)
@@ -173,9 +219,7 @@ def check_file(
             # Only blank lines before the cut: the other ranges were read as following
             # a header that is in fact in one of them. Rare enough to read it all again.
             children.stop()
-            return check_file(
-                path, codecs, produce, describe, resolve, jobs=1, progress=progress, stack=stack
-            )
+            return again(jobs=1, source=source)
         outcomes = children.wait()
     except BaseException:
         children.stop()
@@ -248,22 +292,20 @@ class _Children(Generic[P]):
     """The forked processes checking the ranges after the first.
 
     Args:
+        first: The first range's pass: the file, and rows added to the children's.
         ranges: Their byte ranges.
         spills: Their scratch files (opened here, so that both processes hold them).
         progress: Called with the rows of all ranges so far, per table.
-        first: The first range's pass, whose rows are added to the children's.
     """
 
     def __init__(
         self,
-        path: Path,
-        codecs: dict[str, TableCodec],
+        first: Segment,
         produce: Produce[P],
         describe: Describe[P],
         ranges: Sequence[tuple[int, int | None]],
         spills: Sequence[Spill[P]],
         progress: ProgressCallback | None,
-        first: Segment,
     ) -> None:
         context = multiprocessing.get_context("fork")
         self._progress = progress
@@ -278,7 +320,14 @@ class _Children(Generic[P]):
             for (start, stop), spill in zip(ranges, spills, strict=True):
                 self._start(
                     context,
-                    Segment(path, codecs, start=start, stop=stop, after_header=True),
+                    Segment(
+                        first.path,
+                        first.codecs,
+                        start=start,
+                        stop=stop,
+                        after_header=True,
+                        source=first.source,
+                    ),
                     spill,
                     produce,
                     describe,

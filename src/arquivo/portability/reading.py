@@ -139,6 +139,8 @@ class Segment:
         start: The first byte to read.
         stop: The byte after the last one to read (``None``: to the end of the file).
         after_header: Whether the range starts after the header line.
+        source: The file to read, when it is not ``path`` (which errors still name):
+            the plain copy of a gzip-compressed file.
     """
 
     def __init__(
@@ -150,8 +152,10 @@ class Segment:
         start: int = 0,
         stop: int | None = None,
         after_header: bool = False,
+        source: Path | None = None,
     ) -> None:
         self.path = path
+        self.source = path if source is None else source
         self.codecs = codecs
         self.progress = progress
         self.start = start
@@ -176,7 +180,7 @@ class Segment:
     def rows(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
         """(line number, table, row) for every row line, in file order."""
         path = self.path
-        with open_binary(path) as binary:
+        with open_binary(self.source) as binary:
             lines: Iterable[bytes] = binary
             if self.stop is not None or self.start:
                 binary.seek(self.start)
