@@ -80,7 +80,7 @@ def import_command(
             "--jobs",
             min=1,
             help="Processes that check the file side by side before anything is written "
-            "(default: one per CPU and per 16 MiB of a plain .jsonl file, at most 4).",
+            "(default: one per CPU and per 16 MiB of file, at most 4).",
             show_default=False,
         ),
     ] = None,

@@ -274,8 +274,9 @@ def import_data(
             write lock throughout).
         jobs: Processes that check the file side by side before the import writes
             (see :mod:`arquivo.portability.parallel`). By default one per CPU and per
-            16 MiB of file, at most 4; 1 checks it in this process. Not used by an
-            atomic import, nor for a gzip-compressed file.
+            16 MiB of file, at most 4 (a gzip file is first decompressed into a
+            plain copy in ``TMPDIR``); 1 checks it in this process. Not used by an
+            atomic import.
 
     Returns:
         The rows inserted and skipped per table.
