@@ -282,6 +282,11 @@ def test_the_default_is_one_process_per_cpu_and_16_mib(tmp_path: Path) -> None:
     cpus = len(os.sched_getaffinity(0))
     assert parallel.default_jobs(small) == 1
     assert parallel.default_jobs(large) == min(cpus, 4)
+    # A gzip file counts by the size its trailer gives (64 MiB in 64 KiB here).
+    packed = tmp_path / "large.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"\n" * (64 * 2**20), compresslevel=1))
+    assert packed.stat().st_size < 2**20
+    assert parallel.default_jobs(packed) == min(cpus, 4)
     assert parallel.default_jobs(tmp_path / "missing.jsonl") == 1
 
 

@@ -61,14 +61,18 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def default_jobs(path: Path) -> int:
-    """How many processes check ``path``: one per CPU and per 16 MiB, at most 4 (a gzip
-    file counts three times its size, about what an export compresses to)."""
+    """How many processes check ``path``: one per CPU and per 16 MiB, at most 4 (of a
+    gzip file, its decompressed size)."""
     try:
         size = path.stat().st_size
+        if _is_gzip(path) and size >= 4:
+            with open(path, "rb") as file:
+                file.seek(-4, os.SEEK_END)
+                # The gzip trailer's size, modulo 4 GiB: a larger file counts as at least
+                # three times its compressed size, no less than an export compresses to.
+                size = max(int.from_bytes(file.read(4), "little"), 3 * size)
     except OSError:
         return 1  # the pass itself says what is wrong with the path
-    if _is_gzip(path):
-        size *= 3
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cpus or 1, _MAX_JOBS, size // MIN_RANGE_BYTES))
 
