@@ -12,9 +12,9 @@ Whatever the cut, the outcome is the serial pass's: the ranges' findings are joi
 file order, so the error reported is the first in the file, with its line number
 counted from the top; the end line must be the file's last, and its counts are checked
 against all the rows. A gzip-compressed file cannot be entered in the middle: it is
-first decompressed into a plain copy in ``TMPDIR`` (gzip's C decoder writes it in a
-fraction of the time the check saves; the copy is deleted with the scratch files), and
-read by one pass if that copy cannot be made. A pipe, a small file, one CPU, or a
+first decompressed into an unnamed plain copy in ``TMPDIR`` (gzip's C decoder writes it
+in a fraction of the time the check saves), and read by one pass if that copy cannot be
+made. A pipe, a small file, one CPU, or a
 system without ``fork`` is read by one pass. Fork is used
 rather than fresh interpreters because a fresh one would spend a second importing the
 library, and the child only parses, checks and writes its scratch file: it touches no
@@ -153,19 +153,24 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _decompressed(path: Path, stack: contextlib.ExitStack) -> Path | None:
-    """A plain copy of the gzip file ``path`` in ``TMPDIR`` (deleted by ``stack``), which
-    can be cut in ranges; ``None`` if it cannot be made (a damaged file, a full disk):
-    the one pass then reads the file, and says what is wrong with it."""
+    """A plain copy of the gzip file ``path``, which can be cut in ranges; ``None`` if it
+    cannot be made (a damaged file, a full disk): the one pass then reads the file, and
+    says what is wrong with it.
+
+    The copy is an unnamed file in ``TMPDIR`` (deleted by the kernel however the
+    process ends), opened by its ``/proc/self/fd`` path: a forked process inherits the
+    descriptor, so the same path opens it there too.
+    """
     try:
-        copy = stack.enter_context(
-            tempfile.NamedTemporaryFile(prefix="arquivo-import-", suffix=".jsonl")  # noqa: SIM115
-        )
+        copy = stack.enter_context(tempfile.TemporaryFile(prefix="arquivo-import-"))  # noqa: SIM115
         with gzip.open(path, "rb") as source:
             shutil.copyfileobj(source, copy, 4 * 2**20)
         copy.flush()
+        name = Path(f"/proc/self/fd/{copy.fileno()}")
+        with open(name, "rb"):
+            return name
     except (OSError, EOFError, zlib.error):
         return None
-    return Path(copy.name)
 
 
 def _can_fork() -> bool:
