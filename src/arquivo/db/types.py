@@ -36,6 +36,31 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def export_utc_layout(text: str) -> bool:
+    """Whether ``text`` is a timestamp in the layout every export writes:
+    ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00`` (a bulk load passes it on without formatting;
+    the caller has already parsed it)."""
+    return (
+        (len(text) == 25 or (len(text) == 32 and text[19] == "."))
+        and text.endswith("+00:00")
+        and text[10] == "T"
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+    )
+
+
+def json_text(value: Any) -> str | None:
+    """The JSON text of a value just parsed from JSON, written by orjson (10x faster than
+    the json module, read back equal by it); ``None`` where that is not sure: orjson
+    refuses the value (integers beyond 64 bits, lone surrogates, very deep nesting) or
+    its text shows null, which is how orjson writes NaN and infinities."""
+    try:
+        out = orjson_dumps(value)
+    except JSONEncodeError:
+        return None
+    return None if b"null" in out else out.decode()
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always returned timezone-aware.
 
@@ -72,16 +97,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             # checked by the parse, and for the UTC form every export writes
             # ("YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00") sliced instead of formatted again.
             value = fromisoformat(text)  # ValueError: not a timestamp
-            if (
-                text.endswith("+00:00")
-                and text[10] == "T"
-                and text[4] == text[7] == "-"
-                and text[13] == text[16] == ":"
-            ):
-                if len(text) == 32 and text[19] == ".":
+            if export_utc_layout(text):
+                if len(text) == 32:
                     return text[:10] + " " + text[11:26]
-                if len(text) == 25:
-                    return text[:10] + " " + text[11:19] + ".000000"
+                return text[:10] + " " + text[11:19] + ".000000"
             return process(value)
 
         # Found by bulk loaders that hold text (see arquivo.portability.codec).
@@ -203,12 +222,9 @@ class _SQLiteJSON(TypeDecorator[Any]):
             # showing null takes the general path (so does anything orjson refuses:
             # integers beyond 64 bits, lone surrogates, very deep nesting).
             if type(value) is dict or type(value) is list:
-                try:
-                    out = orjson_dumps(value)
-                except JSONEncodeError:
-                    return process(value)
-                if b"null" not in out:
-                    return out.decode()
+                out = json_text(value)
+                if out is not None:
+                    return out
             return process(value)
 
         # Found by bulk loaders that hold parsed JSON (see arquivo.portability.codec).

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import URL, Column, Connection, Engine, Table, text
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -17,7 +16,14 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ColumnElement
 
 from arquivo.db.dialects.base import DialectSupport, Listener
-from arquivo.db.types import JSONText, UTCDateTime, Vector, register_psycopg_vectors
+from arquivo.db.types import (
+    JSONText,
+    UTCDateTime,
+    Vector,
+    export_utc_layout,
+    json_text,
+    register_psycopg_vectors,
+)
 from arquivo.errors import (
     ArquivoError,
     ConfigurationError,
@@ -82,14 +88,9 @@ def _json_as_text(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
 
     def from_json(value: Any) -> Any:
         # jsonb keeps the value, not the text, so orjson's text stores what json.dumps'
-        # would. Except: NaN and infinities, which orjson writes as null (the server
-        # refuses them from json.dumps); a value showing null takes the general path, as
-        # does anything orjson refuses (integers beyond 64 bits, lone surrogates).
-        try:
-            out = orjson.dumps(value)
-        except orjson.JSONEncodeError:
-            return process(value)
-        return process(value) if b"null" in out else out.decode()
+        # would; where that is not sure, the general path.
+        out = json_text(value)
+        return process(value) if out is None else out
 
     process.from_json = from_json  # type: ignore[attr-defined]
     return process
@@ -105,14 +106,8 @@ def _timestamp_as_text(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any
 
     def from_text(text: str) -> str:
         value = fromisoformat(text)  # ValueError: not a timestamp (the loader says so)
-        if (
-            text.endswith("+00:00")
-            and (len(text) == 25 or (len(text) == 32 and text[19] == "."))
-            and text[10] == "T"
-            and text[4] == text[7] == "-"
-            and text[13] == text[16] == ":"
-        ):
-            return text  # the layout every export writes, which the server reads as is
+        if export_utc_layout(text):
+            return text  # the server reads it as is
         # Any other form Python reads (naive is UTC; week dates, basic format) is written
         # out in that layout, so the server never parses what Python did not.
         return str(process(value).isoformat())
